@@ -1,0 +1,16 @@
+"""NeuroADDA: active discriminative domain adaptation for connectomics.
+
+Public API: :func:`variation_of_information` (VI in bits, split = H(seg|gt), merge = H(gt|seg)).
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "variation_of_information"]
+
+
+def __getattr__(name):  # lazy, so `import neuroadda` stays cheap
+    if name == "variation_of_information":
+        from neuroadda.metrics.vi import variation_of_information
+
+        return variation_of_information
+    raise AttributeError(f"module 'neuroadda' has no attribute {name!r}")

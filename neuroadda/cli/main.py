@@ -1,0 +1,47 @@
+"""``neuroadda`` command: one entry point, verb subcommands (nnU-Net style).
+
+Bad input raises :class:`neuroadda.errors.NeuroAddaError`; it is printed as one line and the exit code is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from neuroadda import __version__
+from neuroadda.errors import NeuroAddaError
+
+COMMANDS = ("datasets", "pretrain", "predict", "segment", "evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from neuroadda.cli import datasets_cmd, evaluate_cmd, infer_cmd, train_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="neuroadda",
+        description="Active discriminative domain adaptation for connectomics: pick a source backbone by MMD, "
+                    "annotate a few samples, fine-tune a 3D affinity UNet, segment with waterz, score by VI.")
+    parser.add_argument("--version", action="version", version=f"neuroadda {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (datasets_cmd, train_cmd, infer_cmd, evaluate_cmd):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NeuroAddaError as e:
+        print(f"neuroadda {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"neuroadda {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

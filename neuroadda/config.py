@@ -1,0 +1,113 @@
+"""Configuration schema (pydantic, unknown keys are errors) and YAML loading for ``configs/*.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from neuroadda.errors import ConfigError, format_validation_error
+
+Triple = tuple[int, int, int]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """MONAI 3-D UNet predicting 3 affinity logits (z, y, x)."""
+
+    channels: list[int] = Field([16, 32, 64, 128], description="features per level, shallow to deep")
+    strides: Literal["auto"] | list[Triple] = Field(
+        "auto", description="per down-sampling step (z, y, x); 'auto' derives anisotropic strides from voxel size")
+    num_res_units: int = 1
+    norm: Literal["instance", "batch"] = "instance"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class DataConfig(_Strict):
+    patch_size: Triple = Field((16, 96, 96), description="(z, y, x) voxels at the training voxel size")
+    voxel_size: tuple[float, float, float] | None = Field(
+        None, description="(z, y, x) nm to resample every volume to; null = as stored")
+    normalization: Literal["zscore", "percentile", "none"] = "zscore"
+    val_fraction: float = Field(0.2, ge=0.0, lt=0.9, description="slab held out along the longest axis")
+    num_workers: int = Field(0, ge=0)
+
+
+class AugmentConfig(_Strict):
+    flips: bool = True
+    rot90: bool = Field(True, description="in-plane (y, x) 90 degree rotations; needs a square patch")
+    intensity: bool = Field(True, description="random scale/shift, gamma-free, Gaussian noise and blur")
+
+
+class LossConfig(_Strict):
+    bce: Literal["balanced", "plain"] = Field(
+        "balanced", description="balanced: positives and negatives weigh 1/2 each per channel")
+    dice_weight: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(_Strict):
+    max_steps: int = Field(1000, ge=1)
+    batch_size: int = Field(2, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    val_every_n_steps: int = Field(250, ge=1)
+    val_patches: int = Field(8, ge=0)
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    precision: Literal["32", "32-true", "16-mixed", "bf16-mixed"] = "32"
+    thresholds: list[float] = Field([0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+                                    description="waterz thresholds tried on the validation slab")
+    max_val_voxels: int = Field(4_000_000, ge=1, description="cap on the validation slab used to pick the threshold")
+    logger: Literal["csv", "none"] = "csv"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v):
+        if not v or any(not 0.0 < t < 1.0 for t in v):
+            raise ValueError("thresholds must be a non-empty list of values in (0, 1)")
+        return sorted(v)
+
+
+class PretrainConfig(_Strict):
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def default_config_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_config(path: str | Path | None, schema: type[BaseModel] = PretrainConfig, overrides: dict | None = None):
+    """Load YAML ``path`` (None = schema defaults), apply dotted ``overrides`` ({"train.max_steps": 5}), validate."""
+    data: dict = {}
+    where = "defaults" if path is None else str(path)
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: a config must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = value
+    try:
+        return schema(**data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, where)) from None

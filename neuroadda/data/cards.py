@@ -1,0 +1,141 @@
+"""Dataset cards: one YAML file per dataset in ``datasets/``, validated by pydantic.
+
+A card says what a dataset is (organism, tissue, modality, voxel size in nm as (z, y, x)), where its files
+live (bundled in the repository, or downloaded from a public URL into the data home), which array holds the
+raw image and which the labels, and how to cite it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from neuroadda.errors import ConfigError, InputError, format_validation_error
+
+LabelsKind = Literal["3d_instance", "2d_instance_per_slice"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CardFile(_Strict):
+    """One file of a dataset."""
+
+    filename: str = Field(description="name relative to the dataset's folder")
+    url: str | None = Field(None, description="public download URL")
+    sha256: str | None = Field(None, description="hex SHA-256 of the file as stored/downloaded")
+    size_bytes: int | None = None
+    unpack: Literal["gzip", "zip", "tar"] | None = Field(
+        None, description="archive format; the archive is unpacked next to it after verification")
+
+
+class ArrayRef(_Strict):
+    """Where an array lives: a file of the card and a key inside it (None for TIFF)."""
+
+    file: str
+    key: str | None = None
+
+
+class DatasetCard(_Strict):
+    """Everything the tool knows about one dataset."""
+
+    name: str
+    description: str
+    organism: str
+    species: str = Field(description="binomial name, as used in datasets/phylogeny.yaml")
+    tissue: str
+    modality: str
+    voxel_size_nm: tuple[float, float, float] = Field(description="(z, y, x) in nm")
+    shape: tuple[int, int, int] | None = Field(None, description="(z, y, x) voxels of raw and labels")
+    files: list[CardFile]
+    raw: ArrayRef
+    labels: ArrayRef | None = None
+    labels_kind: LabelsKind | None = None
+    label_zero: Literal["boundary", "unlabelled"] = Field(
+        "boundary", description="what label 0 means: a boundary (edges into it are cuts) or unknown (ignored)")
+    license: str
+    citation: str
+    homepage: str | None = None
+    local_dir: str | None = Field(None, description="folder under datasets/ holding bundled files")
+    notes: str | None = None
+    card_path: str | None = Field(None, exclude=True, description="set when loaded")
+
+    def directory(self) -> Path:
+        """Folder that holds (or will hold, after ``datasets fetch``) this dataset's files."""
+        if self.local_dir is not None:
+            return datasets_dir() / self.local_dir
+        return data_home() / self.name
+
+    def file_path(self, filename: str) -> Path:
+        return self.directory() / filename
+
+    @property
+    def bundled(self) -> bool:
+        return self.local_dir is not None
+
+    @property
+    def downloadable(self) -> bool:
+        return any(f.url for f in self.files)
+
+
+def datasets_dir() -> Path:
+    """The folder of dataset cards: ``$NEUROADDA_DATASETS`` or ``datasets/`` of this checkout."""
+    env = os.environ.get("NEUROADDA_DATASETS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
+
+
+def data_home() -> Path:
+    """Where fetched datasets go: ``$NEUROADDA_DATA`` or ``~/.cache/neuroadda/datasets``."""
+    env = os.environ.get("NEUROADDA_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "neuroadda" / "datasets"
+
+
+def load_card(path: str | Path) -> DatasetCard:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: dataset card not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a dataset card must be a mapping")
+    try:
+        return DatasetCard(**data, card_path=str(path))
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(path))) from None
+
+
+@lru_cache(maxsize=4)
+def _all_cards(folder: str) -> dict[str, DatasetCard]:
+    cards: dict[str, DatasetCard] = {}
+    for p in sorted(Path(folder).glob("*.yaml")):
+        if p.name == "phylogeny.yaml":
+            continue
+        card = load_card(p)
+        if card.name in cards:
+            raise ConfigError(f"{p}: dataset name '{card.name}' already used by {cards[card.name].card_path}")
+        cards[card.name] = card
+    return cards
+
+
+def all_cards() -> dict[str, DatasetCard]:
+    """All cards in :func:`datasets_dir`, by name."""
+    return _all_cards(str(datasets_dir()))
+
+
+def get_card(name: str) -> DatasetCard:
+    """The card called ``name``; an unknown name is an :class:`InputError` suggesting close names."""
+    cards = all_cards()
+    if name in cards:
+        return cards[name]
+    close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see 'neuroadda datasets list'"
+    raise InputError(f"unknown dataset '{name}'{hint}")

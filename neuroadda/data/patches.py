@@ -1,0 +1,82 @@
+"""Random training patches: lazy reads, per-volume normalization, MONAI augmentation, affinity targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.transforms import (Compose, RandFlipd, RandGaussianNoised, RandGaussianSmoothd, RandRotate90d,
+                              RandScaleIntensityd, RandShiftIntensityd)
+
+from neuroadda.data.affinities import affinities_from_labels
+from neuroadda.data.volume import Box, LabelledVolume
+
+KEYS = ("image", "label")
+
+
+def split_regions(shape, val_fraction: float) -> tuple[Box, Box | None]:
+    """Split (z, y, x) ``shape`` into a training box and a validation slab (the last ``val_fraction``
+    of the longest axis). ``val_fraction`` = 0 gives no validation box."""
+    full = tuple(slice(0, n) for n in shape)
+    if val_fraction <= 0:
+        return full, None
+    axis = int(np.argmax(shape))
+    cut = int(round(shape[axis] * (1 - val_fraction)))
+    train, val = list(full), list(full)
+    train[axis], val[axis] = slice(0, cut), slice(cut, shape[axis])
+    return tuple(train), tuple(val)
+
+
+def build_augment(cfg, patch_size) -> Compose | None:
+    """MONAI transforms on {"image", "label"} (channel-first): flips, in-plane rot90, intensity jitter."""
+    t = []
+    if cfg.flips:
+        t += [RandFlipd(KEYS, prob=0.5, spatial_axis=a) for a in range(3)]
+    if cfg.rot90 and patch_size[1] == patch_size[2]:
+        t.append(RandRotate90d(KEYS, prob=0.75, max_k=3, spatial_axes=(1, 2)))
+    if cfg.intensity:
+        t += [RandScaleIntensityd("image", factors=0.15, prob=0.5),
+              RandShiftIntensityd("image", offsets=0.15, prob=0.5),
+              RandGaussianNoised("image", prob=0.2, std=0.05),
+              RandGaussianSmoothd("image", prob=0.1, sigma_x=(0.3, 0.8), sigma_y=(0.3, 0.8), sigma_z=(0.3, 0.8))]
+    return Compose(t) if t else None
+
+
+def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Map ids (any uint64) to consecutive int64 keeping 0 as 0; shape unchanged."""
+    uniq, inv = np.unique(labels, return_inverse=True)
+    inv = inv.reshape(labels.shape).astype(np.int64)
+    return inv if uniq[0] == 0 else inv + 1
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Item i is a deterministic function of (seed, i): random origin in ``box``, read, normalize, augment.
+
+    Returns dict with ``image`` (1, z, y, x) float32, ``affs`` (3, z, y, x) and ``mask`` (3, z, y, x) float32.
+    """
+
+    def __init__(self, vol: LabelledVolume, box: Box, patch_size, normalizer, *, length: int, seed: int,
+                 augment: Compose | None = None):
+        if vol.labels is None:
+            raise ValueError(f"{vol.name}: training patches need labels")
+        self.vol, self.box, self.patch = vol, box, tuple(int(p) for p in patch_size)
+        self.norm, self.length, self.seed, self.augment = normalizer, int(length), int(seed), augment
+
+    def __len__(self) -> int:
+        return self.length
+
+    def origin(self, i: int) -> tuple[int, int, int]:
+        rng = np.random.default_rng([self.seed, i])
+        return tuple(int(rng.integers(b.start, b.stop - p + 1)) for b, p in zip(self.box, self.patch))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        o = self.origin(i)
+        sl = tuple(slice(a, a + p) for a, p in zip(o, self.patch))
+        image = self.norm(self.vol.raw.read(sl))[None]
+        labels = relabel_consecutive(self.vol.labels.read(sl))[None]
+        if self.augment is not None:
+            self.augment.set_random_state(seed=int(np.random.default_rng([self.seed, i, 1]).integers(2**31)))
+            out = self.augment({"image": image, "label": labels})
+            image = np.ascontiguousarray(np.asarray(out["image"]), dtype=np.float32)
+            labels = np.ascontiguousarray(np.asarray(out["label"]), dtype=np.int64)
+        affs, mask = affinities_from_labels(labels[0], label_zero=self.vol.label_zero, labels_kind=self.vol.labels_kind)
+        return {"image": torch.from_numpy(image), "affs": torch.from_numpy(affs), "mask": torch.from_numpy(mask)}

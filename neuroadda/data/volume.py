@@ -1,0 +1,236 @@
+"""Volumes: a dataset name or ``PATH[:KEY]`` -> lazy raw (and labels) arrays with voxel size and metadata.
+
+Data flows one way: dataset card -> :class:`LabelledVolume` -> patches -> model. Nothing here loads a
+whole volume; :meth:`Volume.read` fetches one box, resampled to the requested voxel size if asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neuroadda.data.cards import DatasetCard, all_cards, get_card
+from neuroadda.data.io import open_array, split_spec
+from neuroadda.errors import InputError
+
+Box = tuple[slice, slice, slice]
+_VOXEL_ATTRS = ("resolution_nm", "voxel_size_nm", "voxel_size", "resolution")
+
+
+class Volume:
+    """A lazy (z, y, x) array, optionally seen at another voxel size.
+
+    Args:
+        array: reader with ``shape``, ``dtype`` and numpy slicing (see :mod:`neuroadda.data.io`).
+        name: ``file[:key]`` used in messages.
+        voxel_size: (z, y, x) nm of the stored array.
+        resample_to: (z, y, x) nm to present instead (None = as stored). Raw is resampled with area/trilinear
+            interpolation, labels (``is_labels``) with nearest neighbour.
+    """
+
+    def __init__(self, array, name: str, voxel_size, *, resample_to=None, is_labels: bool = False):
+        self.array, self.name, self.is_labels = array, name, is_labels
+        self.stored_voxel_size = tuple(float(v) for v in voxel_size)
+        self.voxel_size = tuple(float(v) for v in (resample_to or voxel_size))
+        self.scale = tuple(s / t for s, t in zip(self.stored_voxel_size, self.voxel_size))
+        self.stored_shape = tuple(int(n) for n in array.shape)
+        self.shape = tuple(max(1, int(round(n * f))) for n, f in zip(self.stored_shape, self.scale))
+        self.dtype = np.dtype(array.dtype)
+        self.attrs: dict[str, Any] = dict(getattr(array, "attrs", {}))
+
+    @property
+    def resampled(self) -> bool:
+        return any(abs(f - 1.0) > 1e-6 for f in self.scale)
+
+    def __getitem__(self, box) -> np.ndarray:
+        if not isinstance(box, tuple) or len(box) != 3 or not all(isinstance(s, slice) for s in box):
+            raise TypeError("Volume supports only 3 slices, e.g. vol[0:16, 0:96, 0:96]")
+        return self.read(box)
+
+    def read(self, box: Box) -> np.ndarray:
+        """Read one box given in this volume's (possibly resampled) voxel grid."""
+        box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, self.shape))
+        if not self.resampled:
+            return np.asarray(self.array[box])
+        out_shape = tuple(s.stop - s.start for s in box)
+        src = tuple(slice(int(np.floor(s.start / f)), min(n, max(int(np.ceil(s.stop / f)), int(np.floor(s.start / f)) + 1)))
+                    for s, f, n in zip(box, self.scale, self.stored_shape))
+        block = np.asarray(self.array[src])
+        return resize(block, out_shape, labels=self.is_labels)
+
+
+def resize(block: np.ndarray, shape: tuple[int, ...], *, labels: bool) -> np.ndarray:
+    """Resize a (z, y, x) block: nearest for labels, area (down) / trilinear (up) for intensities."""
+    if tuple(block.shape) == tuple(shape):
+        return block
+    if labels:
+        idx = [np.minimum((np.arange(n) + 0.5) * (m / n), m - 1).astype(np.int64) for n, m in zip(shape, block.shape)]
+        return block[np.ix_(*idx)]
+    t = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))[None, None]
+    down = all(n <= m for n, m in zip(shape, block.shape))
+    t = F.interpolate(t, size=tuple(shape), mode="area" if down else "trilinear", **({} if down else {"align_corners": False}))
+    return t[0, 0].numpy()
+
+
+@dataclass
+class LabelledVolume:
+    """Raw image and (optional) instance labels of one dataset, as the pipeline sees them."""
+
+    name: str
+    raw: Volume
+    labels: Volume | None
+    voxel_size: tuple[float, float, float]
+    labels_kind: str = "3d_instance"
+    label_zero: str = "boundary"
+    card: DatasetCard | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.raw.shape
+
+
+def _voxel_size_from_attrs(attrs: dict) -> tuple[float, float, float] | None:
+    for k in _VOXEL_ATTRS:
+        v = attrs.get(k)
+        if v is not None and np.size(v) == 3:
+            return tuple(float(x) for x in np.ravel(v))
+    return None
+
+
+def _check_array(arr, name: str, *, labels: bool) -> None:
+    if arr.ndim != 3:
+        raise InputError(f"{name}: expected a 3-D (z, y, x) volume, got {arr.ndim}-D shape {tuple(arr.shape)}")
+    if min(arr.shape) == 0:
+        raise InputError(f"{name}: empty volume, shape {tuple(arr.shape)}")
+    kind = np.dtype(arr.dtype).kind
+    if labels and kind not in "iu":
+        raise InputError(f"{name}: labels must be integers, got dtype {np.dtype(arr.dtype)}")
+    if not labels and kind not in "iuf":
+        raise InputError(f"{name}: raw must be numeric, got dtype {np.dtype(arr.dtype)}")
+
+
+def is_dataset_name(spec: str) -> bool:
+    return spec in all_cards() or not (Path(split_spec(spec)[0]).exists() or any(c in spec for c in "/.:"))
+
+
+def open_volume(
+    spec: str,
+    *,
+    labels: str | None = None,
+    raw_key: str = "raw",
+    labels_key: str | None = "labels",
+    require_labels: bool = False,
+    voxel_size: tuple[float, float, float] | None = None,
+    resample_to: tuple[float, float, float] | None = None,
+) -> LabelledVolume:
+    """Open a dataset name or ``PATH[:KEY]`` lazily.
+
+    Args:
+        spec: a card name from ``datasets/`` or ``PATH[:KEY]`` (HDF5, zarr, TIFF, .npy); KEY overrides ``raw_key``.
+        labels: optional separate ``PATH[:KEY]`` for the labels; otherwise ``labels_key`` in the same container
+            (missing labels are an error only with ``require_labels``).
+        voxel_size: (z, y, x) nm of the stored data, overriding the card/attributes.
+        resample_to: present both arrays at this voxel size (nm).
+    """
+    if is_dataset_name(spec):
+        card = get_card(spec)
+        return _open_card(card, require_labels=require_labels, voxel_size=voxel_size, resample_to=resample_to)
+    path, key = split_spec(spec)
+    raw_arr = open_array(path, key or raw_key)
+    raw_name = f"{path}:{key or raw_key}" if not _single_array(path) else str(path)
+    lab_arr, lab_name = None, None
+    if labels is not None:
+        lpath, lkey = split_spec(labels)
+        lab_arr, lab_name = open_array(lpath, lkey or labels_key), labels
+    elif labels_key is not None and not _single_array(path):
+        try:
+            lab_arr, lab_name = open_array(path, labels_key), f"{path}:{labels_key}"
+        except InputError:
+            if require_labels:
+                raise
+    if require_labels and lab_arr is None:
+        raise InputError(f"{spec}: labels required (give --labels PATH[:KEY])")
+    attrs = {**getattr(lab_arr, "attrs", {}), **raw_arr.attrs} if lab_arr is not None else raw_arr.attrs
+    vs = voxel_size or _voxel_size_from_attrs(attrs)
+    info = {"voxel_size_source": "given" if voxel_size else ("attributes" if vs else "assumed isotropic 1 nm")}
+    kind = str(attrs.get("labels_kind", "3d_instance"))
+    zero = "unlabelled" if "unlabel" in str(attrs.get("label_zero", "")).lower() else "boundary"
+    return _assemble(str(spec), raw_arr, raw_name, lab_arr, lab_name, vs or (1.0, 1.0, 1.0), kind, zero,
+                     None, resample_to, info)
+
+
+def _single_array(path: Path) -> bool:
+    return path.suffix.lower() in (".tif", ".tiff", ".npy") or (path.is_dir() and not (path / "zarr.json").exists()
+                                                                  and not (path / ".zgroup").exists()
+                                                                  and not (path / ".zarray").exists())
+
+
+def _open_card(card: DatasetCard, *, require_labels, voxel_size, resample_to) -> LabelledVolume:
+    def path_of(ref):
+        p = card.file_path(ref.file)
+        if not p.exists():
+            how = f"run 'neuroadda datasets fetch {card.name}'" if card.downloadable else "see the card's notes"
+            raise InputError(f"dataset '{card.name}': file {p} is missing ({how})")
+        return p
+
+    raw_p = path_of(card.raw)
+    raw_arr = open_array(raw_p, card.raw.key)
+    lab_arr = lab_name = None
+    if card.labels is not None:
+        lab_p = path_of(card.labels)
+        lab_arr = open_array(lab_p, card.labels.key)
+        lab_name = f"{lab_p}:{card.labels.key}" if card.labels.key else str(lab_p)
+    elif require_labels:
+        raise InputError(f"dataset '{card.name}' has no labels")
+    raw_name = f"{raw_p}:{card.raw.key}" if card.raw.key else str(raw_p)
+    return _assemble(card.name, raw_arr, raw_name, lab_arr, lab_name, voxel_size or card.voxel_size_nm,
+                     card.labels_kind or "3d_instance", card.label_zero, card, resample_to,
+                     {"voxel_size_source": "given" if voxel_size else "dataset card"})
+
+
+def _assemble(name, raw_arr, raw_name, lab_arr, lab_name, vs, kind, zero, card, resample_to, info):
+    if kind not in ("3d_instance", "2d_instance_per_slice"):
+        raise InputError(f"{raw_name}: labels_kind must be 3d_instance or 2d_instance_per_slice, got '{kind}'")
+    _check_array(raw_arr, raw_name, labels=False)
+    if lab_arr is not None:
+        _check_array(lab_arr, lab_name, labels=True)
+        if tuple(lab_arr.shape) != tuple(raw_arr.shape):
+            raise InputError(f"{lab_name}: labels shape {tuple(lab_arr.shape)} does not match raw shape "
+                             f"{tuple(raw_arr.shape)} of {raw_name}")
+    raw = Volume(raw_arr, raw_name, vs, resample_to=resample_to)
+    lab = Volume(lab_arr, lab_name, vs, resample_to=resample_to, is_labels=True) if lab_arr is not None else None
+    return LabelledVolume(name, raw, lab, raw.voxel_size, kind, zero, card, info)
+
+
+def check_patch_fits(vol: LabelledVolume, patch_size, box: Box | None = None) -> None:
+    """Raise InputError if ``patch_size`` (z, y, x) is larger than the volume (or ``box``)."""
+    shape = vol.shape if box is None else tuple(s.stop - s.start for s in box)
+    if any(p > n for p, n in zip(patch_size, shape)):
+        where = "volume" if box is None else "training region"
+        raise InputError(f"{vol.raw.name}: patch {tuple(patch_size)} is larger than the {where} {tuple(shape)} "
+                         f"(at {vol.voxel_size} nm voxels)")
+
+
+def open_labels(spec: str, *, key: str = "labels", voxel_size=None, resample_to=None) -> LabelledVolume:
+    """Ground truth given as a dataset name or ``PATH[:KEY]`` (KEY defaults to ``labels``).
+
+    The returned volume's ``labels`` holds the ground truth (``raw`` is the same array, unused)."""
+    if is_dataset_name(spec):
+        vol = open_volume(spec, require_labels=True, voxel_size=voxel_size, resample_to=resample_to)
+        return vol
+    path, k = split_spec(spec)
+    arr = open_array(path, k or key)
+    name = str(path) if _single_array(path) else f"{path}:{k or key}"
+    vs = voxel_size or _voxel_size_from_attrs(arr.attrs)
+    kind = str(arr.attrs.get("labels_kind", "3d_instance"))
+    zero = "unlabelled" if "unlabel" in str(arr.attrs.get("label_zero", "")).lower() else "boundary"
+    info = {"voxel_size_source": "given" if voxel_size else ("attributes" if vs else "assumed isotropic 1 nm")}
+    _check_array(arr, name, labels=True)
+    lab = Volume(arr, name, vs or (1.0, 1.0, 1.0), resample_to=resample_to if vs else None, is_labels=True)
+    return LabelledVolume(spec, lab, lab, lab.voxel_size, kind, zero, None, info)

@@ -1,0 +1,21 @@
+"""User-facing errors: the CLI prints these as one line and exits non-zero, never a traceback."""
+
+
+class NeuroAddaError(Exception):
+    """Bad input or configuration; the message names the file, key or field at fault."""
+
+
+class InputError(NeuroAddaError):
+    """A volume, file, key, shape or dtype that cannot be used."""
+
+
+class ConfigError(NeuroAddaError):
+    """A configuration file or field that does not validate."""
+
+
+def format_validation_error(err, where: str) -> str:
+    """One line for a pydantic ValidationError: ``WHERE: field 'a.b': message (+N more)``."""
+    first = err.errors()[0]
+    loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: field '{loc}': {first['msg']}{more}"

@@ -1,0 +1,269 @@
+"""Fast Variation of Information (VI) and adapted Rand error for label volumes.
+
+Everything is computed from one sparse contingency table (:func:`contingency`), built on *runs*:
+both volumes are flattened in the same memory order, each maximal run of consecutive voxels with
+the same ``(gt, seg)`` pair becomes one entry weighted by its length, and only those (typically
+10-20x fewer) entries are sorted and counted.  This is exact for any integer labels, including
+uint64 ids above 2**63.
+
+Conventions (as in skimage and waterz):
+
+* split = H(seg | gt) (over-segmentation), merge = H(gt | seg) (under-segmentation), in bits
+  for ``base=2``;
+* voxels whose *gt* label is in ``ignore_gt`` are dropped from both volumes; seg label 0 is an
+  ordinary label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = [
+    "adapted_rand_error",
+    "contingency",
+    "evaluate_segmentation",
+    "variation_of_information",
+]
+
+LABELS_KINDS = ("3d_instance", "2d_instance_per_slice")
+_CHUNK = 1 << 15  # voxels per chunk of the run scan (fits the temporaries in L1/L2)
+_PACK_BITS = 64  # (gt, seg, run length) are packed into one uint64 when they fit (tests lower it)
+
+
+def _check(seg: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    seg, gt = np.asarray(seg), np.asarray(gt)
+    if seg.shape != gt.shape:
+        raise ValueError(f"shape mismatch: seg {seg.shape} vs gt {gt.shape}")
+    for name, a in (("seg", seg), ("gt", gt)):
+        if a.dtype.kind not in "iub":
+            raise ValueError(f"{name} must hold integer labels, got dtype {a.dtype}")
+    return seg, gt
+
+
+def _flatten_pair(seg: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1-D views of both arrays in a common element order (a copy only when unavoidable)."""
+    order = "F" if (seg.flags.f_contiguous and gt.flags.f_contiguous
+                    and not (seg.flags.c_contiguous and gt.flags.c_contiguous)) else "C"
+    return np.ravel(seg, order=order), np.ravel(gt, order=order)
+
+
+def _ignore_values(dtype: np.dtype, ignore: Iterable[int]) -> list:
+    """The ignore labels representable in ``dtype``, as scalars of that dtype (exact compare)."""
+    if dtype.kind == "b":
+        return [np.bool_(v) for v in ignore if int(v) in (0, 1)]
+    info = np.iinfo(dtype)
+    return [dtype.type(int(v)) for v in ignore if info.min <= int(v) <= info.max]
+
+
+def _codes(v: np.ndarray, level: int) -> tuple[np.ndarray, int, object]:
+    """Order-preserving uint64 codes for labels ``v``, their bit width and a decoder back to
+    labels.  level 0: the labels themselves (if >= 0); 1: ``label - min``; 2: rank among the
+    unique labels (costs a sort).  Lower levels are used when possible (cheaper)."""
+    dt = v.dtype
+    if dt.kind == "b":
+        v = v.view(np.uint8)
+    lo, hi = int(v.min()), int(v.max())
+    if level == 0 and lo >= 0:
+        codes = v.view(np.uint64) if v.itemsize == 8 else v.astype(np.uint64)
+        return codes, hi.bit_length(), lambda c: c.astype(dt)
+    if level <= 1 and hi - lo < 2**63:
+        wide = v.astype(np.int64 if v.dtype.kind == "i" else np.uint64, copy=False)
+        off = wide.dtype.type(lo)
+        codes = (wide - off).astype(np.uint64, copy=False)
+        return codes, (hi - lo).bit_length(), lambda c: (c.astype(wide.dtype) + off).astype(dt)
+    uniq, inv = np.unique(v, return_inverse=True)
+    return inv.astype(np.uint64), (uniq.size - 1).bit_length(), lambda c: uniq[c.astype(np.intp)].astype(dt)
+
+
+def _group_sums(keys_sorted: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique keys of a sorted 1-D array and the sum of ``values`` per key."""
+    flag = np.empty(keys_sorted.size, dtype=bool)
+    flag[:1] = True
+    np.not_equal(keys_sorted[1:], keys_sorted[:-1], out=flag[1:])
+    idx = np.flatnonzero(flag)
+    return keys_sorted[idx], np.add.reduceat(values, idx)
+
+
+def _runs(g: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start index, gt label and seg label of every maximal run of equal (gt, seg) pairs in the
+    1-D arrays ``g``, ``s`` (same length n >= 1).  Done in cache-sized chunks: ~15% faster than
+    whole-array temporaries."""
+    n = g.size
+    starts, gvals, svals = [np.zeros(1, np.intp)], [g[:1]], [s[:1]]
+    step = min(_CHUNK, max(n - 1, 1))
+    change, tmp = np.empty(step, dtype=bool), np.empty(step, dtype=bool)
+    for i in range(0, n - 1, step):
+        j = min(i + step, n - 1)
+        g0, s0, c, t = g[i:j + 1], s[i:j + 1], change[:j - i], tmp[:j - i]
+        np.not_equal(g0[1:], g0[:-1], out=c)
+        np.not_equal(s0[1:], s0[:-1], out=t)
+        c |= t
+        st = np.flatnonzero(c)
+        st += 1
+        gvals.append(g0[st])
+        svals.append(s0[st])
+        st += i
+        starts.append(st)
+    return np.concatenate(starts), np.concatenate(gvals), np.concatenate(svals)
+
+
+def contingency(seg: np.ndarray, gt: np.ndarray, ignore_gt: Iterable[int] = (0,)
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse joint voxel counts of two label volumes.
+
+    seg, gt: integer arrays of equal shape (any ndim, any integer dtypes).
+    Returns ``(gt_ids, seg_ids, counts)``: three 1-D arrays of equal length, one entry per
+    ``(gt, seg)`` pair that occurs, sorted by (gt, seg); ids keep their input dtypes, counts are
+    int64 voxel counts.  Voxels with a gt label in ``ignore_gt`` are left out (can be empty).
+    """
+    seg, gt = _check(seg, gt)
+    s, g = _flatten_pair(seg, gt)
+    n = g.size
+    empty = (np.empty(0, gt.dtype), np.empty(0, seg.dtype), np.empty(0, np.int64))
+    if n == 0:
+        return empty
+    starts, gr, sr = _runs(g, s)
+    lengths = np.diff(starts, append=n)
+    del starts
+    ign = _ignore_values(gt.dtype, ignore_gt)
+    keep = None
+    if ign:
+        keep = gr != ign[0]
+        for v in ign[1:]:
+            keep &= gr != v
+        if not keep.any():
+            return empty
+        if keep.all():
+            keep = None
+    # codes for both sides: cheapest level whose bits fit next to the run length in a uint64
+    lbits = int(lengths.max()).bit_length()
+    (gc, gbits, gdec), (sc, sbits, sdec) = _codes(gr, 0), _codes(sr, 0)
+    glevel = slevel = 0
+    while gbits + sbits + lbits > _PACK_BITS and (glevel < 2 or slevel < 2):
+        if slevel == 2 or (glevel < 2 and gbits >= sbits):
+            glevel += 1
+            gc, gbits, gdec = _codes(gr, glevel)
+        else:
+            slevel += 1
+            sc, sbits, sdec = _codes(sr, slevel)
+    if gbits + sbits + lbits <= _PACK_BITS:
+        # pack (gt, seg, run length) into one uint64 and sort it: ~3x faster than an argsort
+        packed = lengths.astype(np.uint64)
+        if sbits:
+            packed |= sc << np.uint64(lbits)
+        if gbits:
+            packed |= gc << np.uint64(sbits + lbits)
+        if keep is not None:
+            packed = packed[keep]
+        packed.sort()
+        pair, counts = _group_sums(packed >> np.uint64(lbits),
+                                   packed & np.uint64((1 << lbits) - 1))
+    else:  # > 64 bits (~2**20 distinct labels on each side and runs of ~2**24 voxels)
+        key = (gc << np.uint64(sbits)) | sc if gbits else sc
+        if keep is not None:
+            key, lengths = key[keep], lengths[keep]
+        order = np.argsort(key)
+        pair, counts = _group_sums(key[order], lengths[order])
+    smask = np.uint64((1 << sbits) - 1)
+    return gdec(pair >> np.uint64(sbits)), sdec(pair & smask), counts.astype(np.int64)
+
+
+def _marginal_counts(ids: np.ndarray, counts: np.ndarray, is_sorted: bool) -> np.ndarray:
+    if not is_sorted:
+        order = np.argsort(ids, kind="stable")
+        ids, counts = ids[order], counts[order]
+    return _group_sums(ids, counts)[1]
+
+
+def _table(seg, gt, ignore_gt, allow_empty=False):
+    """(joint, gt-marginal, seg-marginal) int64 counts; ValueError if no voxel is left
+    (or None when ``allow_empty``)."""
+    g_ids, s_ids, c = contingency(seg, gt, ignore_gt)
+    if c.size == 0:
+        if allow_empty:
+            return None
+        raise ValueError(f"empty labels: no gt voxel left after ignoring gt labels {tuple(ignore_gt)}")
+    return c, _marginal_counts(g_ids, c, True), _marginal_counts(s_ids, c, False)
+
+
+def _sum_xlogx(c: np.ndarray) -> float:
+    """sum(c * log2(c)) in float64 over positive counts (0 log 0 = 0)."""
+    c = c[c > 0].astype(np.float64)
+    return float(np.dot(c, np.log2(c)))
+
+
+def _vi_from_table(c, cg, cs, base=2):
+    n = float(c.sum())
+    joint = _sum_xlogx(c)
+    # H(seg|gt) = H(gt,seg) - H(gt) = (sum_g c_g log c_g - sum_ij c_ij log c_ij) / n
+    split = max((_sum_xlogx(cg) - joint) / n, 0.0)
+    merge = max((_sum_xlogx(cs) - joint) / n, 0.0)
+    scale = 1.0 / np.log2(base)
+    return split * scale, merge * scale
+
+
+def _are_from_table(c, cg, cs) -> float:
+    # skimage's definition: pairs of distinct voxels, so every sum of squares loses n
+    n = int(c.sum())
+    sum_p2 = int(np.dot(c, c)) - n
+    sum_g2 = int(np.dot(cg, cg)) - n
+    sum_s2 = int(np.dot(cs, cs)) - n
+    den = sum_g2 + sum_s2
+    return 0.0 if den == 0 else 1.0 - 2.0 * sum_p2 / den  # den == 0 only for a single voxel
+
+
+def variation_of_information(seg, gt, *, ignore_gt=(0,), base=2) -> tuple[float, float]:
+    """VI of ``seg`` against ``gt`` as ``(split, merge)`` = (H(seg|gt), H(gt|seg)).
+
+    seg, gt: integer label arrays of equal shape (any ndim).  Units: bits for ``base=2``
+    (nats for ``base=np.e``).  Voxels with gt label in ``ignore_gt`` are dropped.
+    Equals ``skimage.metrics.variation_of_information(gt, seg, ignore_labels=[0])`` and
+    waterz ``voi_split, voi_merge``.
+    """
+    return _vi_from_table(*_table(seg, gt, ignore_gt), base=base)
+
+
+def adapted_rand_error(seg, gt, *, ignore_gt=(0,)) -> float:
+    """Adapted Rand error (SNEMI3D, as ``skimage.metrics.adapted_rand_error(gt, seg)[0]``).
+
+    1 - F, F = 2 * sum_ij n_ij(n_ij - 1) / (sum_i a_i(a_i - 1) + sum_j b_j(b_j - 1)) with n_ij
+    the joint counts and a_i, b_j the gt / seg segment sizes, all after dropping ignored gt
+    voxels.  In [0, 1], 0 = perfect.  (waterz's rand_split / rand_merge are the recall /
+    precision of the same formula *with* self-pairs, i.e. without the ``- 1`` terms.)
+    """
+    return _are_from_table(*_table(seg, gt, ignore_gt))
+
+
+def _scores(table) -> dict:
+    split, merge = _vi_from_table(*table)
+    return {"vi_split": split, "vi_merge": merge, "vi": split + merge,
+            "adapted_rand": _are_from_table(*table)}
+
+
+def evaluate_segmentation(seg, gt, *, labels_kind="3d_instance", ignore_gt=(0,)) -> dict:
+    """VI (bits) and adapted Rand error of ``seg`` against ``gt``.
+
+    labels_kind: "3d_instance" scores the whole volume; "2d_instance_per_slice" (gt labelled
+    per z slice only; arrays are zyx) scores each z slice in 2-D and returns the unweighted mean
+    over slices holding at least one non-ignored gt voxel.
+    Returns {vi_split, vi_merge, vi, adapted_rand: float, n_slices: int (0 for 3-D)}.
+    Raises ValueError if no gt voxel is left after ignoring ("empty labels").
+    """
+    seg, gt = _check(seg, gt)
+    if labels_kind == "3d_instance":
+        return {**_scores(_table(seg, gt, ignore_gt)), "n_slices": 0}
+    if labels_kind != "2d_instance_per_slice":
+        raise ValueError(f"labels_kind must be one of {LABELS_KINDS}, got {labels_kind!r}")
+    if gt.ndim != 3:
+        raise ValueError(f"2d_instance_per_slice needs zyx volumes, got ndim={gt.ndim}")
+    per_slice = []
+    for z in range(gt.shape[0]):
+        table = _table(seg[z], gt[z], ignore_gt, allow_empty=True)
+        if table is not None:  # slices without non-ignored gt voxels are skipped
+            per_slice.append(_scores(table))
+    if not per_slice:
+        raise ValueError(f"empty labels: no gt voxel left after ignoring gt labels {tuple(ignore_gt)}")
+    out = {k: float(np.mean([d[k] for d in per_slice])) for k in per_slice[0]}
+    return {**out, "n_slices": len(per_slice)}

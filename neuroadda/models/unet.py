@@ -1,0 +1,85 @@
+"""MONAI 3-D UNet for affinities, exposing its deepest encoder (bottleneck) activations."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import UNet
+from monai.networks.layers.simplelayers import SkipConnection
+from torch import nn
+
+
+def auto_strides(voxel_size, n_down: int) -> list[tuple[int, int, int]]:
+    """Anisotropic strides (nnU-Net's rule): halve an axis only while its spacing is < 2x the finest.
+
+    Example: (50, 4, 4) nm with 3 steps -> [(1, 2, 2), (1, 2, 2), (1, 2, 2)]; (10, 10, 10) -> all (2, 2, 2).
+    """
+    spacing = [float(v) for v in voxel_size]
+    out = []
+    for _ in range(n_down):
+        finest = min(spacing)
+        step = tuple(2 if s < 2 * finest else 1 for s in spacing)
+        spacing = [s * k for s, k in zip(spacing, step)]
+        out.append(step)
+    return out
+
+
+def total_stride(strides) -> tuple[int, int, int]:
+    """Product of the per-level strides along (z, y, x): patch sizes must be multiples of it."""
+    tot = [1, 1, 1]
+    for s in strides:
+        tot = [a * b for a, b in zip(tot, s)]
+    return tuple(tot)
+
+
+class AffinityUNet(nn.Module):
+    """(B, 1, z, y, x) intensities -> (B, 3, z, y, x) affinity logits; :meth:`encode` -> bottleneck features.
+
+    Args:
+        channels: features per level, e.g. (16, 32, 64, 128); the last level is the bottleneck.
+        strides: one (z, y, x) stride per down-sampling step (len(channels) - 1 of them).
+    """
+
+    def __init__(self, channels, strides, num_res_units: int = 1, norm: str = "instance", dropout: float = 0.0):
+        super().__init__()
+        if len(strides) != len(channels) - 1:
+            raise ValueError(f"need {len(channels) - 1} strides for {len(channels)} channel levels, got {len(strides)}")
+        self.hparams = {"channels": list(channels), "strides": [list(s) for s in strides],
+                        "num_res_units": num_res_units, "norm": norm, "dropout": dropout}
+        self.unet = UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=tuple(channels),
+                         strides=tuple(tuple(s) for s in strides), num_res_units=num_res_units,
+                         norm=norm.upper(), dropout=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unet(x)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck activations (B, channels[-1], z', y', x') of the deepest encoder level.
+
+        Runs the encoder path only up to the bottleneck (the decoder is skipped)."""
+        h = x
+        for node in _levels(self.unet.model):
+            h = node[0](h)
+        return node[1].submodule(h)
+
+    @property
+    def total_stride(self) -> tuple[int, int, int]:
+        return total_stride(self.hparams["strides"])
+
+
+def _levels(model: nn.Sequential):
+    """MONAI nests each level as Sequential(down, SkipConnection(deeper), up); yield them shallow to deep."""
+    node = model
+    while True:
+        yield node
+        sub = node[1].submodule
+        if not (isinstance(sub, nn.Sequential) and len(sub) == 3 and isinstance(sub[1], SkipConnection)):
+            return
+        node = sub
+
+
+def build_unet(model_cfg, voxel_size) -> AffinityUNet:
+    """An :class:`AffinityUNet` from a ``ModelConfig`` (strides 'auto' derive from ``voxel_size``)."""
+    strides = model_cfg.strides
+    if strides == "auto":
+        strides = auto_strides(voxel_size, len(model_cfg.channels) - 1)
+    return AffinityUNet(model_cfg.channels, strides, model_cfg.num_res_units, model_cfg.norm, model_cfg.dropout)

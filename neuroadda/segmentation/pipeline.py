@@ -1,0 +1,42 @@
+"""``neuroadda segment``: affinities zarr -> waterz segmentation zarr (uint64, z, y, x)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from neuroadda.data.io import open_array
+from neuroadda.errors import InputError
+from neuroadda.inference.blockwise import finalize_zarr, tmp_path_for
+
+
+def write_zarr(path: str | Path, data: np.ndarray, attrs: dict, chunks=(64, 64, 64)) -> Path:
+    """Write ``data`` as a zarr v3 array at ``path`` atomically (temp folder, then rename)."""
+    tmp = tmp_path_for(path)
+    arr = zarr.create_array(store=tmp, shape=data.shape, dtype=data.dtype, overwrite=True, zarr_format=3,
+                            chunks=tuple(min(c, n) for c, n in zip(chunks, data.shape)), attributes=attrs)
+    arr[...] = data
+    finalize_zarr(tmp, path)
+    return Path(path)
+
+
+def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | None = None) -> tuple[Path, float]:
+    """Agglomerate the (3, z, y, x) affinities at ``affinities`` (threshold from its attrs if not given)."""
+    from neuroadda.segmentation.agglomerate import segment
+
+    affs = open_array(Path(affinities), None)
+    if affs.ndim != 4 or affs.shape[0] != 3:
+        raise InputError(f"{affinities}: affinities must be (3, z, y, x), got shape {tuple(affs.shape)}")
+    if threshold is None:
+        threshold = affs.attrs.get("threshold")
+        if threshold is None:
+            raise InputError(f"{affinities}: no threshold recorded by 'neuroadda predict'; give --threshold")
+    if not 0.0 < float(threshold) < 1.0:
+        raise InputError(f"threshold must be in (0, 1), got {threshold}")
+    data = np.asarray(affs[(slice(None),) * 4])
+    seg = segment(data, float(threshold))
+    attrs = {k: affs.attrs[k] for k in ("voxel_size_nm", "input", "checkpoint", "labels_kind") if k in affs.attrs}
+    attrs.update({"threshold": float(threshold), "affinities": str(affinities)})
+    return write_zarr(out, seg, attrs), float(threshold)

@@ -1,0 +1,52 @@
+"""Thin LightningModule: an :class:`AffinityUNet` trained with the masked affinity loss."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pytorch_lightning as pl
+import torch
+
+from neuroadda.models.losses import affinity_loss
+from neuroadda.models.unet import AffinityUNet
+
+
+class AffinityModule(pl.LightningModule):
+    """Args: net hyper-parameters (``AffinityUNet`` kwargs), loss settings, optimiser settings."""
+
+    def __init__(self, net: dict, bce: str = "balanced", dice_weight: float = 0.0, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, max_steps: int = 1000):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = AffinityUNet(**net)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _loss(self, batch) -> torch.Tensor:
+        return affinity_loss(self(batch["image"]), batch["affs"], batch["mask"], bce=self.hparams.bce,
+                             dice_weight=self.hparams.dice_weight)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(warmup_cosine, total=self.hparams.max_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def warmup_cosine(step: int, total: int, warmup_frac: float = 0.05) -> float:
+    """LR factor: linear warm-up over the first 5% of steps, then cosine decay to 5% of the peak."""
+    warm = max(1, int(total * warmup_frac))
+    if step < warm:
+        return (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))

@@ -1,0 +1,113 @@
+"""``neuroadda pretrain``: train an affinity UNet on one labelled volume and write a backbone checkpoint.
+
+The checkpoint records the config, dataset card, seed, code version, voxel size and the waterz threshold
+chosen by VI on the held-out validation slab of the training volume (never on data evaluated later).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from neuroadda.config import PretrainConfig
+from neuroadda.data.datamodule import AffinityDataModule
+from neuroadda.data.volume import Box, LabelledVolume, open_volume
+from neuroadda.errors import InputError
+from neuroadda.models.unet import build_unet
+from neuroadda.training.checkpoint import save_backbone
+from neuroadda.training.module import AffinityModule
+
+
+def cap_box(box: Box, max_voxels: int) -> Box:
+    """Shrink ``box`` symmetrically (largest axis first) until it holds at most ``max_voxels``."""
+    sizes = [s.stop - s.start for s in box]
+    while int(np.prod(sizes)) > max_voxels:
+        i = int(np.argmax(sizes))
+        sizes[i] = max(1, int(sizes[i] * 0.9))
+    starts = [s.start + ((s.stop - s.start) - n) // 2 for s, n in zip(box, sizes)]
+    return tuple(slice(a, a + n) for a, n in zip(starts, sizes))
+
+
+def choose_threshold(net, vol: LabelledVolume, box: Box, normalizer, thresholds, roi_size, *,
+                     device=None, progress=False) -> tuple[float, list[dict]]:
+    """Predict ``box`` of ``vol``, agglomerate at every threshold and keep the one with the lowest VI.
+
+    Returns (best threshold, [{threshold, vi_split, vi_merge, vi, adapted_rand}, ...])."""
+    from neuroadda.inference.blockwise import predict_blockwise
+    from neuroadda.metrics.vi import evaluate_segmentation
+    from neuroadda.segmentation.agglomerate import agglomerate
+
+    raw = vol.raw.read(box)
+    gt = vol.labels.read(box)
+    affs = np.zeros((3,) + raw.shape, np.float32)
+    predict_blockwise(net, raw, affs, roi_size=roi_size, normalize=normalizer, device=device, progress=progress)
+    table = []
+    for t, seg in agglomerate(affs, thresholds):
+        table.append({"threshold": float(t), **evaluate_segmentation(seg, gt, labels_kind=vol.labels_kind)})
+    best = min(table, key=lambda r: r["vi"])
+    return best["threshold"], table
+
+
+def trainer_for(cfg: PretrainConfig, out_dir: Path, *, progress: bool = True, has_val: bool = True) -> pl.Trainer:
+    """A Lightning Trainer from the ``train`` section (accelerator 'auto' uses CUDA when present)."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    tc = cfg.train
+    logger = CSVLogger(str(out_dir), name="logs") if tc.logger == "csv" else False
+    return pl.Trainer(
+        max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
+        logger=logger, enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+        val_check_interval=min(tc.val_every_n_steps, tc.max_steps) if has_val else None,
+        check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
+        log_every_n_steps=min(10, tc.max_steps), num_sanity_val_steps=0, default_root_dir=str(out_dir))
+
+
+def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: str | None = None,
+             voxel_size=None, progress: bool = True) -> Path:
+    """Train on ``source`` (dataset name or PATH[:KEY]) and write ``out_dir/model.pt``; returns its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    vol = open_volume(source, labels=labels, require_labels=True, voxel_size=voxel_size,
+                      resample_to=cfg.data.voxel_size)
+    net = build_unet(cfg.model, vol.voxel_size)
+    stride = net.total_stride
+    if any(p % s for p, s in zip(cfg.data.patch_size, stride)):
+        raise InputError(f"data.patch_size {tuple(cfg.data.patch_size)} must be a multiple of the network's "
+                         f"total stride {stride} (from model.strides)")
+    dm = AffinityDataModule(vol, cfg.data, cfg.augment, cfg.train, seed=cfg.seed)
+    module = AffinityModule(net=net.hparams, bce=cfg.loss.bce, dice_weight=cfg.loss.dice_weight, lr=cfg.train.lr,
+                            weight_decay=cfg.train.weight_decay, max_steps=cfg.train.max_steps)
+    has_val = dm.val_box is not None and cfg.train.val_patches > 0 and len(dm.val_dataloader()) > 0
+    trainer = trainer_for(cfg, out_dir, progress=progress, has_val=has_val)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*number of training batches.*")
+        trainer.fit(module, datamodule=dm)
+    net = module.net.cpu().eval()
+
+    box = dm.val_box if dm.val_box is not None else dm.train_box
+    threshold, table = choose_threshold(net, vol, cap_box(box, cfg.train.max_val_voxels), dm.normalizer,
+                                        cfg.train.thresholds, cfg.data.patch_size, progress=progress)
+    meta = {
+        "kind": "backbone",
+        "source": vol.name,
+        "card": vol.card.model_dump(mode="json") if vol.card is not None else None,
+        "config": cfg.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "voxel_size": list(vol.voxel_size),
+        "patch_size": list(cfg.data.patch_size),
+        "normalization": cfg.data.normalization,
+        "labels_kind": vol.labels_kind,
+        "threshold": threshold,
+        "threshold_table": table,
+        "threshold_region": [[s.start, s.stop] for s in box],
+        "threshold_region_is_validation": dm.val_box is not None,
+        "steps": int(trainer.global_step),
+        "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
+    }
+    return save_backbone(out_dir / "model.pt", net, meta)

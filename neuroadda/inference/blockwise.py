@@ -116,7 +116,9 @@ def predict_blockwise(
                 read = tuple(slice(max(a - h, 0), min(b + h, s)) for (a, b), h, s in zip(starts_stops, halo, shape))
                 raw = np.asarray(volume[read], dtype=np.float32)
                 if normalize is not None:
-                    raw = np.asarray(normalize(raw), dtype=np.float32)
+                    shape_in, raw = raw.shape, np.asarray(normalize(raw), dtype=np.float32)
+                    if raw.shape != shape_in:
+                        raise PredictionInputError(f"normalize changed the block shape {shape_in} to {raw.shape}")
                 x = torch.from_numpy(np.ascontiguousarray(raw))[None, None].to(device)
                 with torch.autocast(device_type=device.type, enabled=amp):
                     logits = sliding_window_inference(

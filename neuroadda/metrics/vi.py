@@ -198,10 +198,11 @@ def _vi_from_table(c, cg, cs, base=2):
     n = float(c.sum())
     joint = _sum_xlogx(c)
     # H(seg|gt) = H(gt,seg) - H(gt) = (sum_g c_g log c_g - sum_ij c_ij log c_ij) / n
-    split = max((_sum_xlogx(cg) - joint) / n, 0.0)
-    merge = max((_sum_xlogx(cs) - joint) / n, 0.0)
-    scale = 1.0 / np.log2(base)
-    return split * scale, merge * scale
+    # exactly 0 when every gt (seg) label meets a single label of the other side
+    split = 0.0 if cg.size == c.size else max((_sum_xlogx(cg) - joint) / n, 0.0)
+    merge = 0.0 if cs.size == c.size else max((_sum_xlogx(cs) - joint) / n, 0.0)
+    scale = 1.0 / float(np.log2(base))
+    return float(split * scale), float(merge * scale)
 
 
 def _are_from_table(c, cg, cs) -> float:

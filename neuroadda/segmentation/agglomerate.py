@@ -6,7 +6,7 @@ Affinity convention, shared with :mod:`neuroadda.data.affinities` and checked ag
 v - e_c. Threshold t merges regions while their edge score 1 - mean affinity is below t, so a higher threshold
 gives fewer, larger segments.
 
-waterz prints its progress with C++ ``std::cout`` on file descriptor 1; every call runs inside
+waterz prints its progress with C++ ``std::cout`` on file descriptor 1 (and with Python ``print``); every call runs inside
 :func:`silence_c_stdout` so that nothing reaches the CLI's stdout (which may carry JSON).
 """
 
@@ -38,7 +38,7 @@ def _flush_c_stdio() -> None:
 
 @contextlib.contextmanager
 def silence_c_stdout() -> Iterator[None]:
-    """Send everything written to file descriptor 1 (C, C++ and Python) to /dev/null; restore it on exit."""
+    """Send everything written to file descriptor 1 (C, C++) and to ``sys.stdout`` to /dev/null; restore on exit."""
     with contextlib.suppress(AttributeError, ValueError):
         sys.stdout.flush()
     _flush_c_stdio()
@@ -50,7 +50,9 @@ def silence_c_stdout() -> Iterator[None]:
         finally:
             os.close(devnull)
         try:
-            yield
+            # waterz also print()s from Cython: silence sys.stdout too, in case it is not fd 1 (redirected, captured)
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                yield
         finally:
             with contextlib.suppress(AttributeError, ValueError):
                 sys.stdout.flush()

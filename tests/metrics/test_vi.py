@@ -142,7 +142,8 @@ def test_random_matches_skimage_and_waterz(shape, seed):
     seg, gt = random_pair(rng, shape)
     gt.reshape(-1)[0] = 3  # at least one non-ignored voxel
     split, merge = assert_matches_refs(seg, gt)
-    assert adapted_rand_error(seg, gt) == pytest.approx(sk_are(seg, gt), abs=TOL)
+    if (gt != 0).sum() > 1:  # ARE of a single voxel: skimage gives nan (0/0), neuroadda 0
+        assert adapted_rand_error(seg, gt) == pytest.approx(sk_are(seg, gt), abs=TOL)
     if gt.size > 20:
         assert split > 0 and merge > 0
 
@@ -265,7 +266,8 @@ def test_evaluate_3d():
     assert out["vi_merge"] == pytest.approx(merge, abs=TOL)
     assert out["vi"] == pytest.approx(split + merge, abs=TOL)
     assert out["adapted_rand"] == pytest.approx(sk_are(seg, gt), abs=TOL)
-    assert all(isinstance(out[k], float) for k in ("vi_split", "vi_merge", "vi", "adapted_rand"))
+    assert all(type(out[k]) is float for k in ("vi_split", "vi_merge", "vi", "adapted_rand"))
+    assert all(type(v) is float for v in variation_of_information(seg, gt))
 
 
 def test_evaluate_2d_per_slice_matches_skimage_loop():

@@ -1,0 +1,140 @@
+"""Dataset cards in datasets/: they load, names are unique, bundled files match their checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+from neuroadda.data import cards as cards_mod
+from neuroadda.data.cards import all_cards, datasets_dir, get_card, load_card
+from neuroadda.errors import ConfigError, InputError
+
+DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+CARD_FILES = sorted(p for p in DATASETS.glob("*.yaml") if p.name != "phylogeny.yaml")
+BUNDLED = ["neuroproof", "gala-train", "gala-test", "isbi2012", "vnc-gerhard2013"]
+PUBLIC = ["snemi3d", "cremi-a", "cremi-b", "cremi-c", "fib25"]
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@pytest.fixture(autouse=True)
+def _real_datasets_dir(monkeypatch):
+    monkeypatch.delenv("NEUROADDA_DATASETS", raising=False)
+    cards_mod._all_cards.cache_clear()
+    yield
+    cards_mod._all_cards.cache_clear()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cards_folder_is_the_repository_one():
+    assert datasets_dir().resolve() == DATASETS.resolve()
+    assert len(CARD_FILES) >= len(BUNDLED) + len(PUBLIC)
+
+
+@pytest.mark.parametrize("path", CARD_FILES, ids=lambda p: p.stem)
+def test_every_card_loads_and_is_consistent(path):
+    card = load_card(path)
+    assert card.name == path.stem, "card file must be named <name>.yaml"
+    assert card.card_path == str(path)
+    assert re.fullmatch(r"[A-Z][a-z]+ [a-z]+", card.species), card.species
+    assert all(v > 0 for v in card.voxel_size_nm)
+    assert card.shape is None or all(n > 0 for n in card.shape)
+    assert card.files and card.license.strip() and card.citation.strip()
+    assert card.labels is not None and card.labels_kind in ("3d_instance", "2d_instance_per_slice")
+    names = [f.filename for f in card.files]
+    assert len(names) == len(set(names))
+    for f in card.files:
+        assert f.sha256 is None or HEX64.match(f.sha256), f"{f.filename}: sha256 must be lowercase hex"
+        assert f.url is None or f.url.startswith("https://"), f.url
+    archives = [f for f in card.files if f.unpack]
+    for ref in (card.raw, card.labels):  # arrays live in a listed file, or come out of a listed archive
+        assert ref.file in names or archives, f"{ref.file} is not one of the card's files"
+    if card.bundled:
+        assert not card.downloadable, "bundled files are converted: no download URL"
+        assert card.local_dir.startswith("data/")
+    else:
+        assert card.homepage and card.homepage.startswith(("http://", "https://"))
+    if not card.downloadable and not card.bundled:
+        assert card.notes and "fetch" in card.notes, "cloud-only cards must say why fetch cannot download them"
+    if any(f.url and not f.sha256 for f in card.files):
+        assert "checksum" in card.notes.lower()
+
+
+def test_names_are_unique_and_all_cards_sees_every_file():
+    names = [yaml.safe_load(p.read_text())["name"] for p in CARD_FILES]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert sorted(all_cards()) == sorted(names)
+    for required in BUNDLED + PUBLIC:
+        assert required in names
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_files_exist_and_match_card(name):
+    card = get_card(name)
+    assert card.bundled and card.directory() == DATASETS / card.local_dir
+    assert (DATASETS / "data" / "README.md").is_file()
+    for f in card.files:
+        p = card.file_path(f.filename)
+        assert p.is_file(), p
+        assert p.stat().st_size == f.size_bytes
+        assert _sha256(p) == f.sha256
+    with h5py.File(card.file_path(card.raw.file), "r") as h:
+        assert h[card.raw.key].shape == card.shape
+        assert h[card.labels.key].shape == card.shape
+        assert tuple(h[card.raw.key].attrs["resolution_nm"]) == card.voxel_size_nm
+        assert h[card.raw.key].attrs["labels_kind"] == card.labels_kind
+
+
+def test_public_cards_with_urls_have_checksums():
+    for name in PUBLIC:
+        card = get_card(name)
+        assert card.downloadable and not card.bundled
+        for f in card.files:
+            assert f.url and HEX64.match(f.sha256)
+    assert get_card("snemi3d").voxel_size_nm[1:] == (6.0, 6.0)
+    assert get_card("cremi-b").voxel_size_nm == (40.0, 4.0, 4.0)
+
+
+def test_unknown_name_suggests_the_close_one():
+    with pytest.raises(InputError) as e:
+        get_card("gala-tset")
+    assert "gala-tset" in str(e.value) and "gala-test" in str(e.value)
+
+
+def _write_variant(tmp_path, key_from, key_to):
+    data = yaml.safe_load((DATASETS / "gala-test.yaml").read_text())
+    data[key_to] = data.pop(key_from)
+    path = tmp_path / "gala-test.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_misspelt_optional_field_is_a_config_error_naming_field_and_file(tmp_path):
+    path = _write_variant(tmp_path, "homepage", "homepag")
+    with pytest.raises(ConfigError) as e:
+        load_card(path)
+    msg = str(e.value)
+    assert str(path) in msg and "'homepag'" in msg
+
+
+def test_misspelt_required_field_is_a_config_error_naming_the_file(tmp_path):
+    path = _write_variant(tmp_path, "voxel_size_nm", "voxel_sise_nm")
+    with pytest.raises(ConfigError) as e:
+        load_card(path)
+    msg = str(e.value)
+    assert str(path) in msg and ("voxel_sise_nm" in msg or "voxel_size_nm" in msg)
+
+
+def test_misspelt_card_in_datasets_dir_fails_the_listing(tmp_path, monkeypatch):
+    _write_variant(tmp_path, "homepage", "homepag")
+    monkeypatch.setenv("NEUROADDA_DATASETS", str(tmp_path))
+    cards_mod._all_cards.cache_clear()
+    with pytest.raises(ConfigError, match="homepag"):
+        all_cards()

@@ -15,7 +15,8 @@ class ConfigError(NeuroAddaError):
 
 def format_validation_error(err, where: str) -> str:
     """One line for a pydantic ValidationError: ``WHERE: field 'a.b': message (+N more)``."""
-    first = err.errors()[0]
+    errors = err.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo beats "missing"
     loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{where}: field '{loc}': {first['msg']}{more}"

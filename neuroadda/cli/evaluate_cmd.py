@@ -13,6 +13,9 @@ def register(sub) -> None:
     p.add_argument("--gt", required=True, help="ground truth: dataset name or PATH[:KEY] (default key: labels)")
     p.add_argument("--labels-kind", choices=("3d_instance", "2d_instance_per_slice"), default=None,
                    help="override the ground truth's labels kind (default: from its card or attributes)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also score two trivial baselines: one segment, and connected components of thresholded raw")
+    p.add_argument("--raw", default=None, help="raw image for --baselines (default: beside the ground truth)")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
     p.set_defaults(func=run)
 
@@ -42,8 +45,19 @@ def run(args) -> int:
     except ValueError as e:
         raise InputError(f"{gt.labels.name}: {e}") from None
     result = {"seg": args.seg, "gt": args.gt, "labels_kind": kind, "units": "bits", **scores}
-    print(table([[f"{scores['vi_split']:.4f}", f"{scores['vi_merge']:.4f}", f"{scores['vi']:.4f}",
-                  f"{scores['adapted_rand']:.4f}"]], ["vi_split", "vi_merge", "vi", "adapted_rand"]))
+    rows = [("segmentation", scores)]
+    if args.baselines:
+        from neuroadda.data.volume import is_dataset_name, open_volume
+        from neuroadda.metrics.baselines import baseline_scores
+
+        raw_spec = args.raw or (args.gt if is_dataset_name(args.gt) else str(split_spec(args.gt)[0]))
+        raw = open_volume(raw_spec, labels_key=None, resample_to=tuple(seg_vs) if seg_vs else None).raw
+        if raw.shape != gt.labels.shape:
+            raise InputError(f"{raw.name}: raw shape {raw.shape} does not match ground truth {gt.labels.shape}")
+        result["baselines"] = baseline_scores(raw.read((slice(None),) * 3), gt_data, labels_kind=kind)
+        rows += list(result["baselines"].items())
+    print(table([[name, f"{s['vi_split']:.4f}", f"{s['vi_merge']:.4f}", f"{s['vi']:.4f}", f"{s['adapted_rand']:.4f}"]
+                 for name, s in rows], ["", "vi_split", "vi_merge", "vi (bits)", "adapted_rand"]))
     if args.json:
         write_json(Path(args.json), result)
     return 0

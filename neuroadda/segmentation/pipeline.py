@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from neuroadda.data.io import open_array
+from neuroadda.data.io import open_array, split_spec
 from neuroadda.errors import InputError
 from neuroadda.inference.blockwise import finalize_zarr, tmp_path_for
 
@@ -26,7 +26,7 @@ def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | 
     """Agglomerate the (3, z, y, x) affinities at ``affinities`` (threshold from its attrs if not given)."""
     from neuroadda.segmentation.agglomerate import segment
 
-    affs = open_array(Path(affinities), None)
+    affs = open_array(*split_spec(str(affinities)))
     if affs.ndim != 4 or affs.shape[0] != 3:
         raise InputError(f"{affinities}: affinities must be (3, z, y, x), got shape {tuple(affs.shape)}")
     if threshold is None:

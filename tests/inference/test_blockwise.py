@@ -18,6 +18,15 @@ ROI = (8, 12, 12)  # halo (4, 6, 6)
 BLOCK = (16, 24, 24)  # 3 * 3 * 3 = 27 blocks
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convolutions: threads only spin against each other (and against anything else on a small machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _net(kernel: int, bias: bool = True) -> torch.nn.Module:
     torch.manual_seed(0)
     p = kernel // 2

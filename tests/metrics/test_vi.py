@@ -220,6 +220,26 @@ def test_code_widths_and_argsort_fallback(monkeypatch, pack_bits):
     assert variation_of_information(seg, gt) == pytest.approx(ref, abs=1e-12)
 
 
+@pytest.mark.parametrize("chunk, block", [(1, 1), (2, 2), (4, 12), (8, 64), (16, 20), (64, 4096)])
+def test_chunk_and_block_borders(monkeypatch, chunk, block):
+    """Runs are cut at chunk borders and pre-summed per block: tiny sizes exercise every border."""
+    rng = np.random.default_rng(11)
+    seg, gt = random_pair(rng, (5, 9, 13), n_gt=5, n_seg=4)
+    gt[1] = 0
+    ref_table = contingency(seg, gt)
+    ref = variation_of_information(seg, gt)
+    monkeypatch.setattr(vi_mod, "_CHUNK", chunk)
+    monkeypatch.setattr(vi_mod, "_BLOCK", block)
+    for a, b in zip(contingency(seg, gt), ref_table):
+        np.testing.assert_array_equal(a, b)
+    assert variation_of_information(seg, gt) == pytest.approx(ref, abs=1e-12)
+    assert variation_of_information(seg, gt) == pytest.approx(sk_vi(seg, gt), abs=TOL)
+    # huge ids and negative ids force the per-block fallback (runs kept unsummed)
+    big = seg.astype(np.uint64) + np.uint64(2**63)
+    assert variation_of_information(big, gt) == pytest.approx(ref, abs=TOL)
+    assert variation_of_information(seg - 3, gt) == pytest.approx(ref, abs=TOL)
+
+
 def test_contingency_against_brute_force():
     rng = np.random.default_rng(7)
     seg, gt = random_pair(rng, (7, 8, 9), n_gt=6, n_seg=5)

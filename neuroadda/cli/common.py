@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+from neuroadda.report import write_json  # noqa: F401  (re-exported for the subcommands)
 
 
 def add_voxel_size(p, help_text="(z, y, x) nm of the stored input, overriding card/attributes"):
     p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), default=None, help=help_text)
-
-
-def write_json(path: str | Path, data) -> None:
-    """Write JSON atomically (temp name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
 
 
 def table(rows: list[list], header: list[str]) -> str:

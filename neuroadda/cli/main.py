@@ -12,11 +12,10 @@ import sys
 from neuroadda import __version__
 from neuroadda.errors import NeuroAddaError
 
-COMMANDS = ("datasets", "pretrain", "predict", "segment", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from neuroadda.cli import datasets_cmd, evaluate_cmd, infer_cmd, train_cmd
+    from neuroadda.cli import datasets_cmd, evaluate_cmd, infer_cmd, select_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="neuroadda",
@@ -24,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "annotate a few samples, fine-tune a 3D affinity UNet, segment with waterz, score by VI.")
     parser.add_argument("--version", action="version", version=f"neuroadda {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (datasets_cmd, train_cmd, infer_cmd, evaluate_cmd):
+    for module in (datasets_cmd, train_cmd, infer_cmd, evaluate_cmd, select_cmd):
         module.register(sub)
     return parser
 

@@ -80,3 +80,26 @@ class PatchDataset(torch.utils.data.Dataset):
             labels = np.ascontiguousarray(np.asarray(out["label"]), dtype=np.int64)
         affs, mask = affinities_from_labels(labels[0], label_zero=self.vol.label_zero, labels_kind=self.vol.labels_kind)
         return {"image": torch.from_numpy(image), "affs": torch.from_numpy(affs), "mask": torch.from_numpy(mask)}
+
+
+def grid_origins(box: Box, patch_size, n: int, seed: int) -> list[tuple[int, int, int]]:
+    """``n`` random patch origins (z, y, x) inside ``box``, a deterministic function of ``seed``."""
+    rng = np.random.default_rng(seed)
+    for b, p in zip(box, patch_size):
+        if b.stop - b.start < p:
+            raise ValueError(f"patch {tuple(patch_size)} does not fit in region {[(s.start, s.stop) for s in box]}")
+    return [tuple(int(rng.integers(b.start, b.stop - p + 1)) for b, p in zip(box, patch_size)) for _ in range(n)]
+
+
+class RawPatchDataset(torch.utils.data.Dataset):
+    """Normalized raw patches (1, z, y, x) float32 at fixed origins (no labels, no augmentation)."""
+
+    def __init__(self, vol: LabelledVolume, origins, patch_size, normalizer):
+        self.vol, self.origins, self.patch, self.norm = vol, list(origins), tuple(patch_size), normalizer
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        sl = tuple(slice(a, a + p) for a, p in zip(self.origins[i], self.patch))
+        return torch.from_numpy(np.ascontiguousarray(self.norm(self.vol.raw.read(sl))[None]))

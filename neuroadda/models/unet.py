@@ -52,14 +52,20 @@ class AffinityUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unet(x)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Bottleneck activations (B, channels[-1], z', y', x') of the deepest encoder level.
+    def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Activations of every encoder level, shallow to deep; the last is the bottleneck.
 
-        Runs the encoder path only up to the bottleneck (the decoder is skipped)."""
-        h = x
+        Runs only the encoder path (the decoder is skipped). Shapes (B, channels[i], z_i, y_i, x_i)."""
+        feats, h = [], x
         for node in _levels(self.unet.model):
             h = node[0](h)
-        return node[1].submodule(h)
+            feats.append(h)
+        feats.append(node[1].submodule(h))
+        return feats
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck activations (B, channels[-1], z', y', x') of the deepest encoder level."""
+        return self.encoder_features(x)[-1]
 
     @property
     def total_stride(self) -> tuple[int, int, int]:

@@ -1,11 +1,12 @@
 """NeuroADDA: active discriminative domain adaptation for connectomics.
 
-Public API: :func:`variation_of_information` (VI in bits, split = H(seg|gt), merge = H(gt|seg)).
+Public API: :func:`variation_of_information` (VI in bits, split = H(seg|gt), merge = H(gt|seg)) and
+:func:`mmd2` (squared Maximum Mean Discrepancy, unbiased U-statistic, Gaussian kernel).
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "variation_of_information"]
+__all__ = ["__version__", "mmd2", "variation_of_information"]
 
 
 def __getattr__(name):  # lazy, so `import neuroadda` stays cheap
@@ -13,4 +14,8 @@ def __getattr__(name):  # lazy, so `import neuroadda` stays cheap
         from neuroadda.metrics.vi import variation_of_information
 
         return variation_of_information
+    if name == "mmd2":
+        from neuroadda.selection.mmd import mmd2
+
+        return mmd2
     raise AttributeError(f"module 'neuroadda' has no attribute {name!r}")

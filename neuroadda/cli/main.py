@@ -6,7 +6,6 @@ Bad input raises :class:`neuroadda.errors.NeuroAddaError`; it is printed as one 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from neuroadda import __version__
@@ -28,8 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep library chatter (Lightning tips, third-party deprecations) out of the user's terminal."""
+    import logging
+    import warnings
+
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

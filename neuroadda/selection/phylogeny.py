@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
 from neuroadda.errors import ConfigError, InputError
+from neuroadda.report import save_figure, write_json  # atomic: temp name, then os.replace
 
 _KEYS = {"top": ({"source", "species", "tree"}, {"url"}), "species": ({"name", "common"}, set()),
          "clade": ({"clade", "age_mya", "children"}, {"note"})}  # (required, optional) keys
@@ -144,10 +144,10 @@ def mantel_test(a, b, *, permutations: int = 9999, method: str = "spearman", alt
         x, y = rankdata(x), rankdata(y)
     out = dict(r=None, p_value=None, permutations=0, n=n, n_pairs=len(x), method=method,
                alternative=alternative, exact=n <= 7, note=None)
-    xc, yc = x - x.mean(), y - y.mean()
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         out["note"] = "correlation undefined: one matrix has fewer than 2 pairs or all its pairwise values are equal"
         return out
+    xc, yc = x - x.mean(), y - y.mean()
     xz = xc / np.linalg.norm(xc)
     ym = np.zeros((n, n))
     ym[iu] = yc / np.linalg.norm(yc)  # permuting preserves the multiset of entries, hence mean and norm
@@ -178,18 +178,9 @@ def upgma(d, labels: list[str]) -> np.ndarray:
     return linkage(squareform(d, checks=False), method="average")
 
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
-
-
 def _fig(size):
-    from matplotlib.figure import Figure  # object API, rendered by Agg on save; pyplot's backend is untouched
-    return Figure(figsize=size)
+    from matplotlib.figure import Figure  # object API, rendered by Agg on save; no pyplot window or state
+    return Figure(figsize=size, layout="constrained")
 
 
 def plot_heatmap(d, labels: list[str], path, title: str, cbar_label: str) -> Path:
@@ -208,7 +199,7 @@ def plot_heatmap(d, labels: list[str], path, title: str, cbar_label: str) -> Pat
             ax.text(j, i, f"{d[i, j]:.3g}", ha="center", va="center", fontsize=8,
                     color="black" if d[i, j] > 0.6 * hi else "white")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_dendrogram(d, labels: list[str], path, title: str) -> Path:
@@ -219,7 +210,7 @@ def plot_dendrogram(d, labels: list[str], path, title: str) -> Path:
     dendrogram(z, labels=list(labels), orientation="left", ax=ax, color_threshold=0)
     ax.set_xlabel("merge height (average linkage)")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _fmt(s: dict) -> str:
@@ -246,7 +237,7 @@ def plot_phylogeny_scatter(mmd_d, div_d, labels: list[str], path, stats: dict) -
     ax.grid(alpha=0.3)
     parts = [stats] if "r" in stats else list(stats.values())
     ax.set_title("Mantel: " + "; ".join(_fmt(s) for s in parts), fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def phylogeny_analysis(mmd_matrix_json: Path, tree_path: Path | None, out_dir: Path,
@@ -255,7 +246,6 @@ def phylogeny_analysis(mmd_matrix_json: Path, tree_path: Path | None, out_dir: P
     (``{"datasets": [n card names], "mmd2": (n, n) nested list, ...}``); writes ``out_dir/phylogeny.json`` and
     ``out_dir/phylogeny.png`` and returns the JSON's dict. An asymmetric MMD² matrix is symmetrised as (M + Mᵀ)/2.
     """
-    from neuroadda.cli.common import write_json
     from neuroadda.data.cards import get_card
 
     src = Path(mmd_matrix_json)

@@ -1,0 +1,111 @@
+"""select-source on tiny synthetic volumes with untrained (but real) backbone checkpoints."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from neuroadda.cli.main import main
+from neuroadda.models.unet import AffinityUNet
+from neuroadda.selection.embed import pool_features, standardize
+from neuroadda.selection.select import resolve_backbones, safe_name
+from neuroadda.training.checkpoint import save_backbone
+
+from tests.conftest import blob_labels, raw_from_labels
+
+
+def test_pool_features_against_manual():
+    f = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 2, 2, 2)
+    flat = f.reshape(2, 3, 8)
+    torch.testing.assert_close(pool_features(f, "mean"), flat.mean(-1))
+    torch.testing.assert_close(pool_features(f, "max"), flat[..., -1])
+    ms = pool_features(f, "meanstd")
+    assert ms.shape == (2, 6) and torch.allclose(ms[:, 3:], flat.std(-1))
+    with pytest.raises(ValueError, match="pooling"):
+        pool_features(f, "median")
+
+
+def test_standardize_pools_blocks_and_drops_constant_features():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(5, 3, (40, 4)), rng.normal(-1, 2, (60, 4))
+    a[:, 2] = b[:, 2] = 7.0
+    za, zb = standardize([a, b])
+    pooled = np.concatenate([za, zb])
+    assert za.shape == (40, 3) and np.allclose(pooled.mean(0), 0) and np.allclose(pooled.std(0), 1)
+    pa, pb = standardize([a, b], pca=2)
+    assert pa.shape == (40, 2) and pb.shape == (60, 2)
+
+
+def _volume(path, *, dark=False, cell=8, seed=0):
+    lab = blob_labels((24, 48, 48), cell=cell, seed=seed)
+    raw = raw_from_labels(lab, seed=seed)
+    if dark:
+        raw = 255 - raw
+    with h5py.File(path, "w") as f:
+        f["raw"], f["labels"] = raw, lab
+        f.attrs["resolution_nm"] = [10.0, 10.0, 10.0]
+    return str(path)
+
+
+def _backbone(path, seed):
+    torch.manual_seed(seed)
+    net = AffinityUNet([4, 8, 16], [(2, 2, 2), (2, 2, 2)])
+    save_backbone(path, net, {"kind": "backbone", "patch_size": [8, 16, 16], "voxel_size": [10.0, 10.0, 10.0],
+                              "normalization": "zscore", "threshold": 0.5, "source": "x"})
+    return str(path)
+
+
+def test_resolve_backbones(tmp_path):
+    (tmp_path / "a.h5").mkdir()
+    (tmp_path / "bb" / "a.h5").mkdir(parents=True)
+    (tmp_path / "bb" / "a.h5" / "model.pt").write_bytes(b"")
+    got = resolve_backbones(["x/a.h5", "b"], ["b=/c.pt"], tmp_path / "bb")
+    assert got == {"x/a.h5": tmp_path / "bb" / "a.h5" / "model.pt", "b": __import__("pathlib").Path("/c.pt")}
+    assert safe_name("/data/my vol.h5:raw") == "my_vol.h5_raw"
+
+
+def test_select_source_end_to_end(tmp_path, capsys):
+    target = _volume(tmp_path / "target.h5", seed=1)
+    near = _volume(tmp_path / "near.h5", seed=2)
+    far = _volume(tmp_path / "far.h5", dark=True, cell=4, seed=3)
+    args = ["select-source", "--target", target, "--sources", near, far, "--backbone", f"{near}={_backbone(tmp_path / 'n.pt', 0)}",
+            "--backbone", f"{far}={_backbone(tmp_path / 'f.pt', 1)}", "--patches", "24", "--permutations", "200",
+            "--out", str(tmp_path / "sel"), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert sel["best"] == near and [r["source"] for r in sel["ranking"]] == [near, far]
+    assert sel["ranking"][0]["mmd2"] < sel["ranking"][1]["mmd2"]
+    assert sel["ranking"][1]["p_value"] <= 0.01  # inverted contrast + finer texture is clearly different
+    for r in sel["ranking"]:
+        assert r["ci_low"] <= r["mmd2"] <= r["ci_high"]
+    assert sel["settings"]["patch_size"] == [8, 16, 16] and sel["settings"]["n_patches"] == 24
+    assert (tmp_path / "sel" / "mmd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "rank" in out and "best source" in out
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("unknown_source", "did you mean gala-test"),
+    ("no_backbone", "no backbone checkpoint for source(s)"),
+    ("wrong_kind", "not a NeuroADDA backbone checkpoint"),
+    ("small_target", "larger than the volume"),
+])
+def test_select_source_errors(tmp_path, capsys, case, fragment):
+    target = _volume(tmp_path / "t.h5")
+    bb = _backbone(tmp_path / "b.pt", 0)
+    src = "gala-tset" if case == "unknown_source" else _volume(tmp_path / "s.h5")
+    if case == "wrong_kind":
+        torch.save({"weights": torch.zeros(2)}, tmp_path / "b.pt")
+    if case == "small_target":
+        with h5py.File(tmp_path / "tiny.h5", "w") as f:
+            f["raw"] = np.zeros((4, 8, 8), np.uint8)
+        target = str(tmp_path / "tiny.h5")
+    args = ["select-source", "--target", target, "--sources", src, "--out", str(tmp_path / "o"), "--quiet"]
+    if case != "no_backbone":
+        args += ["--backbone", f"{src}={bb}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
+    assert not (tmp_path / "o" / "selection.json").exists()

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from neuroadda.errors import ConfigError, format_validation_error
+from neuroadda.errors import ConfigError, format_validation_error, read_yaml_mapping
 
 Triple = tuple[int, int, int]
 
@@ -90,15 +89,7 @@ def load_config(path: str | Path | None, schema: type[BaseModel] = PretrainConfi
     data: dict = {}
     where = "defaults" if path is None else str(path)
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e.__class__.__name__})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: a config must be a mapping")
+        data = read_yaml_mapping(path, "config file")
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue

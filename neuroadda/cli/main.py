@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (datasets_cmd, train_cmd, infer_cmd, evaluate_cmd, select_cmd):
         module.register(sub)
+    select_cmd.register_analysis(sub)
     return parser
 
 

@@ -65,3 +65,55 @@ def run(args) -> int:
     verdict = "significantly" if sel["best_significantly_closer"] else "not significantly"
     print(f"best source: {sel['best']} ({verdict} closer than the runner-up); wrote {path} and {Path(args.out) / 'mmd.png'}")
     return 0
+
+
+def register_analysis(sub) -> None:
+    m = sub.add_parser("mmd-matrix", help="pairwise MMD² among datasets with one fixed encoder",
+                       description="Embed each dataset with ONE encoder and write OUT/mmd_matrix.json, a heatmap "
+                                   "and a UPGMA dendrogram.")
+    m.add_argument("--datasets", nargs="+", required=True, help="dataset names or PATH[:KEY]")
+    m.add_argument("--encoder", required=True, help="backbone checkpoint whose encoder embeds every dataset")
+    m.add_argument("--patches", type=int, default=256)
+    m.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean")
+    m.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("Z", "Y", "X"),
+                   help="common voxel size in nm (default: the encoder's training voxel size)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", default="runs/mmd_matrix")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=run_matrix)
+    p = sub.add_parser("phylogeny", help="correlate dataset MMD² with species divergence (Mantel test)")
+    p.add_argument("--matrix", required=True, help="mmd_matrix.json from 'neuroadda mmd-matrix'")
+    p.add_argument("--tree", default=None, help="species tree YAML (default datasets/phylogeny.yaml)")
+    p.add_argument("--permutations", type=int, default=9999)
+    p.add_argument("--out", default=None, help="output folder (default: the matrix's folder)")
+    p.set_defaults(func=run_phylogeny)
+
+
+def run_matrix(args) -> int:
+    from neuroadda.cli.common import table
+    from neuroadda.selection.matrix import mmd_matrix, write_matrix
+    from neuroadda.selection.select import EmbedSettings
+
+    settings = EmbedSettings(n_patches=args.patches, seed=args.seed, pooling=args.pooling,
+                             voxel_size=tuple(args.voxel_size) if args.voxel_size else None)
+    res = mmd_matrix(args.datasets, args.encoder, settings, progress=not args.quiet)
+    path = write_matrix(res, args.out)
+    names = res["datasets"]
+    print(table([[n] + [f"{v:.4f}" for v in row] for n, row in zip(names, res["mmd2"])], ["MMD²"] + names))
+    print(f"wrote {path}, mmd_matrix.png and mmd_dendrogram.png")
+    return 0
+
+
+def run_phylogeny(args) -> int:
+    from neuroadda.selection.phylogeny import phylogeny_analysis
+
+    out = Path(args.out) if args.out else Path(args.matrix).parent
+    res = phylogeny_analysis(Path(args.matrix), Path(args.tree) if args.tree else None, out,
+                             permutations=args.permutations)
+    for method, r in res["mantel"].items():
+        rs = "undefined" if r.get("r") is None else f"{r['r']:.3f} (p = {r['p_value']:.4g})"
+        print(f"Mantel {method}: r = {rs}")
+    if res.get("note"):
+        print(f"note: {res['note']}")
+    print(f"wrote {out / 'phylogeny.json'} and {out / 'phylogeny.png'}")
+    return 0

@@ -13,10 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from neuroadda.errors import ConfigError, InputError, format_validation_error
+from neuroadda.errors import ConfigError, InputError, format_validation_error, read_yaml_mapping
 
 LabelsKind = Literal["3d_instance", "2d_instance_per_slice"]
 
@@ -99,14 +98,7 @@ def data_home() -> Path:
 
 def load_card(path: str | Path) -> DatasetCard:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: dataset card not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a dataset card must be a mapping")
+    data = read_yaml_mapping(path, "dataset card")
     try:
         return DatasetCard(**data, card_path=str(path))
     except ValidationError as e:

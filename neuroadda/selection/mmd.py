@@ -58,10 +58,11 @@ def _as_f64(a, name: str) -> np.ndarray:
     return arr
 
 
-def _check_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(x, y, estimator: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = _as_f64(x, "x"), _as_f64(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same feature dimension, got {x.shape[1]} and {y.shape[1]}")
+    _check_estimator(estimator)
     return x, y
 
 
@@ -101,13 +102,10 @@ def median_bandwidth(z, *, max_rows: int = 2000, seed: int = 0) -> float:
 
 def _sigmas(bandwidth, z: np.ndarray) -> tuple[float, tuple[float, ...]]:
     """(reported sigma, sigmas of the kernels averaged) for a bandwidth spec on the pooled sample z."""
+    if bandwidth in ("median", "multi"):
+        s = median_bandwidth(z)
+        return s, (s,) if bandwidth == "median" else tuple(s * f for f in MULTI_SCALES)
     if isinstance(bandwidth, str):
-        if bandwidth == "median":
-            s = median_bandwidth(z)
-            return s, (s,)
-        if bandwidth == "multi":
-            s = median_bandwidth(z)
-            return s, tuple(s * f for f in MULTI_SCALES)
         raise ValueError(f"bandwidth must be 'median', 'multi' or a positive float, got {bandwidth!r}")
     if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float, np.integer, np.floating)):
         raise ValueError(f"bandwidth must be 'median', 'multi' or a positive float, got {bandwidth!r}")
@@ -139,7 +137,8 @@ def _kernel_rows(a, b, sigmas, start: int, same: bool) -> np.ndarray:
 
 
 def pooled_kernel(z, sigmas) -> np.ndarray:
-    """(N, N) float64 kernel matrix of z (N, d): mean over ``sigmas`` of Gaussian kernels; unit diagonal.
+    """(N, N) float64 kernel matrix of z (N, d): mean over ``sigmas`` of Gaussian kernels; unit diagonal,
+    exactly symmetric.
 
     Squared distances come from matrix products (clipped at 0), in row blocks of ~16 MB temporaries.
     """
@@ -149,8 +148,12 @@ def pooled_kernel(z, sigmas) -> np.ndarray:
     N = z.shape[0]
     K = np.empty((N, N))
     step = max(1, _BLOCK_ELEMS // N)
-    for i in range(0, N, step):
-        K[i:i + step] = _kernel_rows(z[i:i + step], z, sig, i, same=True)
+    for i in range(0, N, step):  # upper block-triangle only, mirrored: exactly symmetric, half the work
+        blk = K[i:i + step, i:]
+        blk[...] = _kernel_rows(z[i:i + step], z[i:], sig, 0, same=True)
+        il = np.tril_indices(blk.shape[0], -1)
+        blk[il] = blk.T[il]  # the diagonal square block: lower from upper
+        K[i:i + step, :i] = K[:i, i:i + step].T
     return K
 
 
@@ -167,8 +170,7 @@ def _pair_k(a, b, sigmas) -> np.ndarray:
 
 def mmd2(x, y, *, bandwidth="median", estimator: str = "unbiased") -> float:
     """MMD^2 between x (n, d) and y (m, d); n, m >= 2. See the module docstring for the conventions."""
-    x, y = _check_pair(x, y)
-    _check_estimator(estimator)
+    x, y = _check_pair(x, y, estimator)
     n, m = x.shape[0], y.shape[0]
     _, sig = _sigmas(bandwidth, np.vstack([x, y]))
     mu = (x.sum(0) + y.sum(0)) / (n + m)
@@ -179,9 +181,7 @@ def mmd2(x, y, *, bandwidth="median", estimator: str = "unbiased") -> float:
         h = _pair_k(x1, x2, sig) + _pair_k(y1, y2, sig) - _pair_k(x1, y2, sig) - _pair_k(x2, y1, sig)
         return float(h.mean())
     sxx, syy, sxy = _block_sum(x, x, sig, True), _block_sum(y, y, sig, True), _block_sum(x, y, sig, False)
-    if estimator == "unbiased":  # k(a, a) = 1, so the off-diagonal sums are total - n and total - m
-        return (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2.0 * sxy / (n * m)
-    return sxx / n**2 + syy / m**2 - 2.0 * sxy / (n * m)
+    return float(_finish(sxx, syy, sxy, n, m, estimator))
 
 
 def permutation_splits(n: int, m: int, permutations: int, seed: int = 0) -> np.ndarray:
@@ -285,8 +285,7 @@ def mmd_test(x, y, *, bandwidth="median", permutations: int = 1000, bootstrap: i
     unbiased estimator, resampled duplicates count as distinct positions (k = 1), so the bootstrap
     distribution is centred near the biased (V) value, which matters only when MMD^2 is O(1/n).
     """
-    x, y = _check_pair(x, y)
-    _check_estimator(estimator)
+    x, y = _check_pair(x, y, estimator)
     for name, v in (("permutations", permutations), ("bootstrap", bootstrap)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"{name} must be a non-negative int, got {v!r}")

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy.cluster.hierarchy import dendrogram, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
-from neuroadda.errors import ConfigError, InputError
+from neuroadda.errors import ConfigError, read_yaml_mapping, InputError
 from neuroadda.report import save_figure, write_json  # atomic: temp name, then os.replace
 
 _KEYS = {"top": ({"source", "species", "tree"}, {"url"}), "species": ({"name", "common"}, set()),
@@ -59,12 +58,7 @@ def load_tree(path: str | Path | None = None) -> PhyloTree:
     """
     from neuroadda.data.cards import datasets_dir
     path = Path(path) if path is not None else datasets_dir() / "phylogeny.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: phylogeny file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__})") from None
+    data = read_yaml_mapping(path, "phylogeny file")
     _check_keys(data, "top", "", path)
     for k, typ in (("source", str), ("species", list)):
         if not isinstance(data[k], typ) or not data[k]:

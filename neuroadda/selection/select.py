@@ -76,10 +76,21 @@ def _space(blocks, space: str):
     raise InputError(f"embedding space must be standardize, pca:K or none, got '{space}'")
 
 
+def embed_volume(net, meta: dict, vol, patch, settings: EmbedSettings, *, seed: int, progress: bool) -> np.ndarray:
+    """(N, D) embeddings of ``settings.n_patches`` random patches of ``vol`` (positions fixed by ``seed``),
+    normalized per volume the way ``net`` was trained."""
+    from neuroadda.selection.embed import embed_patches
+
+    check_patch_fits(vol, patch)
+    origins = grid_origins(tuple(slice(0, n) for n in vol.shape), patch, settings.n_patches, seed)
+    norm = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+    return embed_patches(net, vol, origins, patch, norm, pooling=settings.pooling, levels=settings.levels,
+                         progress=progress, desc=f"embed {vol.name}")
+
+
 def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSettings = EmbedSettings(), *,
                  permutations: int = 1000, progress: bool = True) -> dict:
     """Embed and compare; returns the selection record (see :func:`write_selection`), ranking best first."""
-    from neuroadda.selection.embed import embed_patches
     from neuroadda.selection.mmd import mmd_test
 
     nets = {s: load_backbone(p) for s, p in backbones.items()}
@@ -90,19 +101,11 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
             raise InputError(f"{backbones[s]}: patch {patch} is not a multiple of this backbone's stride {net.total_stride}")
     tvol = open_volume(target, labels_key=None, resample_to=settings.voxel_size)
     common = tvol.voxel_size
-    check_patch_fits(tvol, patch)
-    full = lambda v: tuple(slice(0, n) for n in v.shape)  # noqa: E731
-    t_origins = grid_origins(full(tvol), patch, settings.n_patches, settings.seed)
     rows = []
     for s, (net, meta) in nets.items():
-        svol = open_volume(s, labels_key=None, resample_to=common)
-        check_patch_fits(svol, patch)
-        s_origins = grid_origins(full(svol), patch, settings.n_patches, settings.seed + 1)
-        mode = meta.get("normalization", "zscore")
-        x = embed_patches(net, tvol, t_origins, patch, fit_normalizer(tvol.raw, mode), pooling=settings.pooling,
-                          levels=settings.levels, progress=progress, desc=f"target [{s}]")
-        y = embed_patches(net, svol, s_origins, patch, fit_normalizer(svol.raw, mode), pooling=settings.pooling,
-                          levels=settings.levels, progress=progress, desc=f"source {s}")
+        x = embed_volume(net, meta, tvol, patch, settings, seed=settings.seed, progress=progress)
+        y = embed_volume(net, meta, open_volume(s, labels_key=None, resample_to=common), patch, settings,
+                         seed=settings.seed + 1, progress=progress)
         x, y = _space([x, y], settings.space)
         r = mmd_test(x, y, permutations=permutations, seed=settings.seed)
         rows.append({"source": s, "mmd2": float(r.mmd2), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),

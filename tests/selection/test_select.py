@@ -38,9 +38,11 @@ def test_standardize_pools_blocks_and_drops_constant_features():
     assert pa.shape == (40, 2) and pb.shape == (60, 2)
 
 
-def _volume(path, *, dark=False, cell=8, seed=0):
+def _volume(path, *, dark=False, cell=8, seed=0, noise=False):
     lab = blob_labels((24, 48, 48), cell=cell, seed=seed)
     raw = raw_from_labels(lab, seed=seed)
+    if noise:  # no cells at all: white noise
+        raw = np.random.default_rng(seed).integers(0, 256, raw.shape).astype(np.uint8)
     if dark:
         raw = 255 - raw
     with h5py.File(path, "w") as f:
@@ -109,3 +111,27 @@ def test_select_source_errors(tmp_path, capsys, case, fragment):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
     assert not (tmp_path / "o" / "selection.json").exists()
+
+
+def test_mmd_matrix_and_phylogeny_cli(tmp_path, capsys):
+    a = _volume(tmp_path / "a.h5", seed=1)
+    b = _volume(tmp_path / "b.h5", seed=2)
+    c = _volume(tmp_path / "c.h5", noise=True, seed=3)
+    enc = _backbone(tmp_path / "e.pt", 0)
+    assert main(["mmd-matrix", "--datasets", a, b, c, "--encoder", enc, "--patches", "32", "--out",
+                 str(tmp_path / "mm"), "--quiet"]) == 0
+    res = json.loads((tmp_path / "mm" / "mmd_matrix.json").read_text())
+    m = np.array(res["mmd2"])
+    assert m.shape == (3, 3) and np.allclose(m, m.T) and np.all(np.diag(m) == 0)
+    assert m[0, 1] < m[0, 2] and m[0, 1] < m[1, 2]  # a and b come from the same generator
+    for f in ("mmd_matrix.png", "mmd_dendrogram.png"):
+        assert (tmp_path / "mm" / f).read_bytes()[:4] == b"\x89PNG"
+    # phylogeny needs card names (species); reuse the matrix with public card names
+    res["datasets"] = ["microns-minnie65", "h01", "zebrafinch-j0126"]
+    (tmp_path / "mm" / "named.json").write_text(json.dumps(res))
+    capsys.readouterr()
+    assert main(["phylogeny", "--matrix", str(tmp_path / "mm" / "named.json"), "--permutations", "99"]) == 0
+    out = capsys.readouterr().out
+    ph = json.loads((tmp_path / "mm" / "phylogeny.json").read_text())
+    assert ph["species"] == ["Mus musculus", "Homo sapiens", "Taeniopygia guttata"]
+    assert "Mantel spearman" in out and (tmp_path / "mm" / "phylogeny.png").exists()

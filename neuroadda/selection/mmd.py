@@ -144,6 +144,8 @@ def pooled_kernel(z, sigmas) -> np.ndarray:
     """
     z = _as_f64(z, "z")
     sig = (float(sigmas),) if np.ndim(sigmas) == 0 else tuple(float(s) for s in sigmas)
+    if not sig or not all(np.isfinite(s) and s > 0 for s in sig):
+        raise ValueError(f"sigmas must be positive finite floats, got {sigmas!r}")
     z = z - z.mean(axis=0)
     N = z.shape[0]
     K = np.empty((N, N))
@@ -281,9 +283,10 @@ def mmd_test(x, y, *, bandwidth="median", permutations: int = 1000, bootstrap: i
 
     p = (1 + #{permuted stat >= observed - 1e-12}) / (1 + P). All statistics come from ONE pooled kernel matrix
     (N = n + m, N^2 * 8 bytes: 128 MB for N = 4000, 2 GB for N = 16000) in batched matmuls. The bandwidth is
-    fixed from the pooled sample (permutation invariant). Bootstrap resamples x and y rows separately; for the
-    unbiased estimator, resampled duplicates count as distinct positions (k = 1), so the bootstrap
-    distribution is centred near the biased (V) value, which matters only when MMD^2 is O(1/n).
+    fixed from the pooled sample (permutation invariant). Percentile CI from resampling x and y rows
+    separately with replacement; for the unbiased estimator, pairs of copies of the same row are left out
+    (counting them as k = 1 would centre the bootstrap near the biased value and, when MMD^2 is O(1/n),
+    push the whole interval above the estimate).
     """
     x, y = _check_pair(x, y, estimator)
     for name, v in (("permutations", permutations), ("bootstrap", bootstrap)):

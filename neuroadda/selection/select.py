@@ -32,7 +32,7 @@ class EmbedSettings:
     levels: tuple[int, ...] = (-1,)
     space: str = "standardize"  # "standardize", "pca:K" or "none"
     patch_size: tuple[int, int, int] | None = None  # default: the first backbone's training patch
-    voxel_size: tuple[float, float, float] | None = None  # default: the target's
+    voxel_size: tuple[float, float, float] | str | None = None  # None: the target's; "backbone": each backbone's own
 
 
 def safe_name(spec: str) -> str:
@@ -99,12 +99,15 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
     for s, (net, _) in nets.items():
         if any(p % k for p, k in zip(patch, net.total_stride)):
             raise InputError(f"{backbones[s]}: patch {patch} is not a multiple of this backbone's stride {net.total_stride}")
-    tvol = open_volume(target, labels_key=None, resample_to=settings.voxel_size)
+    per_backbone = settings.voxel_size == "backbone"
+    tvol = open_volume(target, labels_key=None, resample_to=None if per_backbone else settings.voxel_size)
     common = tvol.voxel_size
     rows = []
     for s, (net, meta) in nets.items():
-        x = embed_volume(net, meta, tvol, patch, settings, seed=settings.seed, progress=progress)
-        y = embed_volume(net, meta, open_volume(s, labels_key=None, resample_to=common), patch, settings,
+        vs = tuple(meta["voxel_size"]) if per_backbone else common
+        tv = open_volume(target, labels_key=None, resample_to=vs) if per_backbone else tvol
+        x = embed_volume(net, meta, tv, patch, settings, seed=settings.seed, progress=progress)
+        y = embed_volume(net, meta, open_volume(s, labels_key=None, resample_to=vs), patch, settings,
                          seed=settings.seed + 1, progress=progress)
         x, y = _space([x, y], settings.space)
         r = mmd_test(x, y, permutations=permutations, seed=settings.seed)
@@ -119,7 +122,7 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
         "best_significantly_closer": bool(runner is not None and best["ci_high"] < runner["ci_low"]),
         "settings": {"n_patches": settings.n_patches, "seed": settings.seed, "pooling": settings.pooling,
                      "levels": list(settings.levels), "space": settings.space, "patch_size": list(patch),
-                     "voxel_size_nm": list(common), "permutations": permutations, "estimator": "unbiased",
+                     "voxel_size_nm": "each backbone's training voxel size" if per_backbone else list(common), "permutations": permutations, "estimator": "unbiased",
                      "kernel": "gaussian, median-heuristic bandwidth on the pooled sample",
                      "intensity_normalization": "per volume, as each backbone was trained",
                      "ci": "95% bootstrap percentile",

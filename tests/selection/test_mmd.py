@@ -293,3 +293,6 @@ def test_bad_options():
     for ci in (0.0, 1.0, 95):
         with pytest.raises(ValueError, match="ci"):
             mmd_test(x, y, ci=ci)
+    for sig in (0.0, -1.0, [], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="sigmas"):
+            pooled_kernel(x, sig)

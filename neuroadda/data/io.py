@@ -177,3 +177,11 @@ def _plain(v):
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
+def short_name(spec: str) -> str:
+    """A short display name: dataset names as they are, ``/a/b/vol.h5:raw`` -> ``vol.h5:raw``."""
+    path, key = split_spec(spec) if ("/" in spec or "." in spec) else (None, None)
+    if path is None:
+        return spec
+    return path.name + (f":{key}" if key else "")

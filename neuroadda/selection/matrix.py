@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neuroadda.data.io import short_name
 from neuroadda.data.volume import open_volume
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
@@ -45,7 +46,7 @@ def write_matrix(result: dict, out_dir: str | Path) -> Path:
     from neuroadda.selection.phylogeny import plot_dendrogram, plot_heatmap
 
     out = Path(out_dir)
-    labels = [Path(n.split(":")[0]).stem if ("/" in n or ":" in n) else n for n in result["datasets"]]
+    labels = [short_name(n) for n in result["datasets"]]
     d = np.clip(np.asarray(result["mmd2"]), 0, None)  # the unbiased estimate can dip below 0 for equal distributions
     path = write_json(out / "mmd_matrix.json", result)
     plot_heatmap(np.asarray(result["mmd2"]), labels, out / "mmd_matrix.png",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neuroadda.data.io import short_name
 from neuroadda.data.normalize import fit_normalizer
 from neuroadda.data.patches import grid_origins
 from neuroadda.data.volume import check_patch_fits, open_volume
@@ -33,6 +34,7 @@ class EmbedSettings:
     space: str = "standardize"  # "standardize", "pca:K" or "none"
     patch_size: tuple[int, int, int] | None = None  # default: the first backbone's training patch
     voxel_size: tuple[float, float, float] | str | None = None  # None: the target's; "backbone": each backbone's own
+    normalization: str | None = None  # per-volume intensity normalization; None = as each backbone was trained
 
 
 def safe_name(spec: str) -> str:
@@ -83,7 +85,7 @@ def embed_volume(net, meta: dict, vol, patch, settings: EmbedSettings, *, seed: 
 
     check_patch_fits(vol, patch)
     origins = grid_origins(tuple(slice(0, n) for n in vol.shape), patch, settings.n_patches, seed)
-    norm = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+    norm = fit_normalizer(vol.raw, settings.normalization or meta.get("normalization", "zscore"))
     return embed_patches(net, vol, origins, patch, norm, pooling=settings.pooling, levels=settings.levels,
                          progress=progress, desc=f"embed {vol.name}")
 
@@ -138,16 +140,15 @@ def plot_ranking(sel: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = sel["ranking"][::-1]
-    fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.8), layout="constrained")
     y = np.arange(len(rows))
     vals = [r["mmd2"] for r in rows]
     err = [[r["mmd2"] - r["ci_low"] for r in rows], [r["ci_high"] - r["mmd2"] for r in rows]]
     ax.barh(y, vals, xerr=np.clip(err, 0, None), color=["#d62728" if r["source"] == sel["best"] else "#7f7f7f" for r in rows],
             capsize=4)
-    ax.set_yticks(y, [f"{r['source']}  (p={r['p_value']:.3g})" for r in rows])
+    ax.set_yticks(y, [f"{short_name(r['source'])}\n(p={r['p_value']:.3g})" for r in rows])
     ax.set_xlabel("MMD² to target (unbiased, standardized embedding space)")
-    ax.set_title(f"Source ranking for {sel['target']}: best = {sel['best']}")
-    fig.tight_layout()
+    ax.set_title(f"Sources ranked for target {short_name(sel['target'])}: best = {short_name(sel['best'])}")
     save_figure(fig, path)
 
 

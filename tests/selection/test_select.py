@@ -135,3 +135,21 @@ def test_mmd_matrix_and_phylogeny_cli(tmp_path, capsys):
     ph = json.loads((tmp_path / "mm" / "phylogeny.json").read_text())
     assert ph["species"] == ["Mus musculus", "Homo sapiens", "Taeniopygia guttata"]
     assert "Mantel spearman" in out and (tmp_path / "mm" / "phylogeny.png").exists()
+
+
+def test_pretrain_missing_trains_backbones_then_ranks(tmp_path, capsys):
+    target = _volume(tmp_path / "t.h5", seed=1)
+    src = _volume(tmp_path / "s.h5", seed=2)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("model:\n  channels: [4, 8, 16]\ndata:\n  patch_size: [8, 16, 16]\n  val_fraction: 0.3\n"
+                   "train:\n  max_steps: 3\n  batch_size: 1\n  val_patches: 0\n  thresholds: [0.5]\n  logger: none\n")
+    assert main(["select-source", "--target", target, "--sources", src, "--pretrain-missing", "--pretrain-config",
+                 str(cfg), "--patches", "8", "--permutations", "50", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert (tmp_path / "o" / "backbones" / "s.h5" / "model.pt").is_file()
+    sel = json.loads((tmp_path / "o" / "selection.json").read_text())
+    assert sel["best"] == src and sel["ranking"][0]["backbone"].endswith("model.pt")
+    # a second run finds the backbone in --backbones and does not train again
+    mtime = (tmp_path / "o" / "backbones" / "s.h5" / "model.pt").stat().st_mtime
+    assert main(["select-source", "--target", target, "--sources", src, "--backbones", str(tmp_path / "o" / "backbones"),
+                 "--patches", "8", "--permutations", "50", "--out", str(tmp_path / "o2"), "--quiet"]) == 0
+    assert (tmp_path / "o" / "backbones" / "s.h5" / "model.pt").stat().st_mtime == mtime

@@ -65,15 +65,19 @@ class Volume:
 
 
 def resize(block: np.ndarray, shape: tuple[int, ...], *, labels: bool) -> np.ndarray:
-    """Resize a (z, y, x) block: nearest for labels, area (down) / trilinear (up) for intensities."""
+    """Resize a (z, y, x) block: nearest for labels; for intensities, area averaging on the axes that shrink
+    (anti-aliased) and then linear interpolation on the axes that grow."""
     if tuple(block.shape) == tuple(shape):
         return block
     if labels:
         idx = [np.minimum((np.arange(n) + 0.5) * (m / n), m - 1).astype(np.int64) for n, m in zip(shape, block.shape)]
         return block[np.ix_(*idx)]
     t = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))[None, None]
-    down = all(n <= m for n, m in zip(shape, block.shape))
-    t = F.interpolate(t, size=tuple(shape), mode="area" if down else "trilinear", **({} if down else {"align_corners": False}))
+    shrunk = tuple(min(n, m) for n, m in zip(shape, block.shape))
+    if shrunk != tuple(block.shape):
+        t = F.interpolate(t, size=shrunk, mode="area")
+    if shrunk != tuple(shape):
+        t = F.interpolate(t, size=tuple(shape), mode="trilinear", align_corners=False)
     return t[0, 0].numpy()
 
 

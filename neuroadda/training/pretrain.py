@@ -45,6 +45,8 @@ def choose_threshold(net, vol: LabelledVolume, box: Box, normalizer, thresholds,
     gt = vol.labels.read(box)
     affs = np.zeros((3,) + raw.shape, np.float32)
     predict_blockwise(net, raw, affs, roi_size=roi_size, normalize=normalizer, device=device, progress=progress)
+    if vol.labels_kind == "2d_instance_per_slice":
+        affs[0] = 0.0  # z-affinities were never trained (masked): segment each slice on its own, as it is scored
     table = []
     for t, seg in agglomerate(affs, thresholds):
         table.append({"threshold": float(t), **evaluate_segmentation(seg, gt, labels_kind=vol.labels_kind)})

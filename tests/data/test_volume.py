@@ -119,3 +119,15 @@ def test_bundled_dataset_by_name():
 def test_open_labels_with_key(tiny_h5):
     gt = open_labels(str(tiny_h5))
     assert gt.labels.shape == (12, 40, 40) and gt.labels.dtype == np.uint64
+
+
+def test_mixed_resampling_is_area_down_then_linear_up(tiny_h5):
+    # z 20 -> 10 nm (up x2), y/x 10 -> 20 nm (down x2): in-plane must be averaged, not sampled (no aliasing)
+    vol = open_volume(str(tiny_h5), resample_to=(10.0, 20.0, 20.0))
+    assert vol.shape == (24, 20, 20)
+    with h5py.File(tiny_h5) as f:
+        raw = f["raw"][:].astype(np.float32)
+    down = raw.reshape(12, 20, 2, 20, 2).mean(axis=(2, 4))
+    got = vol.raw[0:24, 0:20, 0:20]
+    np.testing.assert_allclose(got[1::2][:-1], 0.75 * down[:-1] + 0.25 * down[1:], atol=1e-3)  # linear in z
+    np.testing.assert_allclose(got[0], down[0], atol=1e-3)

@@ -33,7 +33,9 @@ def quiet_libraries() -> None:
     import logging
     import warnings
 
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+    # child loggers: Lightning resets its top-level logger's level when it is imported (lazily, later)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                 "pytorch_lightning.accelerators.cuda", "lightning_fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)

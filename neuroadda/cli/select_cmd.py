@@ -59,9 +59,10 @@ def run(args) -> int:
                              voxel_size=tuple(args.voxel_size) if args.voxel_size else None)
     sel = rank_sources(args.target, backbones, settings, permutations=args.permutations, progress=not args.quiet)
     path = write_selection(sel, args.out)
-    rows = [[i + 1, r["source"], f"{r['mmd2']:.4f}", f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]", f"{r['p_value']:.4f}"]
+    rows = [[i + 1, r["source"], f"{r['mmd2']:.4f}", f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]", f"{r['p_value']:.4f}",
+             f"{r['target_self_mmd2']:.4f}" + (" (within)" if r["within_target_variation"] else "")]
             for i, r in enumerate(sel["ranking"])]
-    print(table(rows, ["rank", "source", "MMD²", "95% CI", "p-value"]))
+    print(table(rows, ["rank", "source", "MMD²", "95% CI", "p-value", "target half vs half"]))
     verdict = "significantly" if sel["best_significantly_closer"] else "not significantly"
     print(f"best source: {sel['best']} ({verdict} closer than the runner-up); wrote {path} and {Path(args.out) / 'mmd.png'}")
     return 0

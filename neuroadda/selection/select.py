@@ -90,10 +90,22 @@ def embed_volume(net, meta: dict, vol, patch, settings: EmbedSettings, *, seed: 
                          progress=progress, desc=f"embed {vol.name}")
 
 
+def split_by_position(x: np.ndarray, shape, patch, settings: EmbedSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Split the target's embeddings (rows of ``x``, drawn by :func:`embed_volume` with ``settings.seed``) into
+    the patches in the first and the second half of the target's longest axis. MMD² between the halves is
+    the target's own spatial heterogeneity: a source closer than that is indistinguishable from the target."""
+    origins = np.array(grid_origins(tuple(slice(0, n) for n in shape), patch, settings.n_patches, settings.seed))
+    axis = int(np.argmax(shape))
+    first = origins[:, axis] + patch[axis] / 2 < shape[axis] / 2
+    if first.sum() < 2 or (~first).sum() < 2:
+        return x[: len(x) // 2], x[len(x) // 2:]
+    return x[first], x[~first]
+
+
 def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSettings = EmbedSettings(), *,
                  permutations: int = 1000, progress: bool = True) -> dict:
     """Embed and compare; returns the selection record (see :func:`write_selection`), ranking best first."""
-    from neuroadda.selection.mmd import mmd_test
+    from neuroadda.selection.mmd import mmd2, mmd_test
 
     nets = {s: load_backbone(p) for s, p in backbones.items()}
     first = next(iter(nets.values()))[1]
@@ -113,9 +125,11 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
                          seed=settings.seed + 1, progress=progress)
         x, y = _space([x, y], settings.space)
         r = mmd_test(x, y, permutations=permutations, seed=settings.seed)
+        floor = mmd2(*split_by_position(x, tv.shape, patch, settings), bandwidth=r.bandwidth)
         rows.append({"source": s, "mmd2": float(r.mmd2), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),
                      "p_value": float(r.p_value), "bandwidth": float(r.bandwidth), "backbone": str(backbones[s]),
-                     "dim": int(x.shape[1])})
+                     "dim": int(x.shape[1]), "target_self_mmd2": float(floor),
+                     "within_target_variation": bool(r.mmd2 <= floor)})
     rows.sort(key=lambda r: r["mmd2"])
     best = rows[0]
     runner = rows[1] if len(rows) > 1 else None
@@ -128,7 +142,9 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
                      "kernel": "gaussian, median-heuristic bandwidth on the pooled sample",
                      "intensity_normalization": "per volume, as each backbone was trained",
                      "ci": "95% bootstrap percentile",
-                     "significance": "best is significantly closer when its CI lies below the runner-up's"},
+                     "significance": "best is significantly closer when its CI lies below the runner-up's",
+                     "target_self_mmd2": "MMD² between the target's patches in the two halves of its longest axis, "
+                                         "same kernel: sources at or below it are within the target's own variation"},
     }
 
 

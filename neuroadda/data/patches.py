@@ -13,14 +13,15 @@ from neuroadda.data.volume import Box, LabelledVolume
 KEYS = ("image", "label")
 
 
-def split_regions(shape, val_fraction: float) -> tuple[Box, Box | None]:
-    """Split (z, y, x) ``shape`` into a training box and a validation slab (the last ``val_fraction``
-    of the longest axis). ``val_fraction`` = 0 gives no validation box."""
+def split_regions(shape, val_fraction: float, axis: int | None = None) -> tuple[Box, Box | None]:
+    """Split (z, y, x) ``shape`` into a training box and a held-out slab: the last ``val_fraction`` of ``axis``
+    (default: the longest axis, the first on ties); a positive fraction holds out at least one plane.
+    ``val_fraction`` = 0 gives no held-out box."""
     full = tuple(slice(0, n) for n in shape)
     if val_fraction <= 0:
         return full, None
-    axis = int(np.argmax(shape))
-    cut = int(round(shape[axis] * (1 - val_fraction)))
+    axis = int(np.argmax(shape)) if axis is None else int(axis)
+    cut = min(int(round(shape[axis] * (1 - val_fraction))), shape[axis] - 1)
     train, val = list(full), list(full)
     train[axis], val[axis] = slice(0, cut), slice(cut, shape[axis])
     return tuple(train), tuple(val)

@@ -10,7 +10,7 @@ from neuroadda.data.io import short_name
 from neuroadda.data.volume import open_volume
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
-from neuroadda.selection.select import EmbedSettings, _space, embed_volume
+from neuroadda.selection.select import EmbedSettings, embed_volume, embedding_space
 from neuroadda.training.checkpoint import load_backbone
 
 
@@ -28,7 +28,7 @@ def mmd_matrix(datasets: list[str], encoder: str | Path, settings: EmbedSettings
     patch = tuple(settings.patch_size or meta["patch_size"])
     emb = [embed_volume(net, meta, open_volume(d, labels_key=None, resample_to=vs), patch, settings,
                         seed=settings.seed + i, progress=progress) for i, d in enumerate(datasets)]
-    emb = _space(emb, settings.space)
+    emb = embedding_space(emb, settings.space)
     sigma = median_bandwidth(np.concatenate(emb, 0), seed=settings.seed)
     k = len(datasets)
     m = np.zeros((k, k))

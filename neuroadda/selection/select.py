@@ -66,7 +66,8 @@ def resolve_backbones(sources: list[str], pairs: list[str], folder: str | Path |
     return out
 
 
-def _space(blocks, space: str):
+def embedding_space(blocks, space: str):
+    """Put one backbone's embedding blocks on a common scale: "standardize", "pca:K" or "none"."""
     from neuroadda.selection.embed import standardize
 
     if space == "none":
@@ -123,7 +124,7 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
         x = embed_volume(net, meta, tv, patch, settings, seed=settings.seed, progress=progress)
         y = embed_volume(net, meta, open_volume(s, labels_key=None, resample_to=vs), patch, settings,
                          seed=settings.seed + 1, progress=progress)
-        x, y = _space([x, y], settings.space)
+        x, y = embedding_space([x, y], settings.space)
         r = mmd_test(x, y, permutations=permutations, seed=settings.seed)
         floor = mmd2(*split_by_position(x, tv.shape, patch, settings), bandwidth=r.bandwidth)
         rows.append({"source": s, "mmd2": float(r.mmd2), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),

@@ -80,6 +80,56 @@ class PretrainConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
+class ActiveConfig(_Strict):
+    """Candidate pool, uncertainty and selection strategy (``neuroadda select-samples``)."""
+
+    candidate_size: Triple = Field((16, 96, 96), description="(z, y, x) voxels of one sample to annotate")
+    holdout_fraction: float = Field(0.4, ge=0.0, lt=0.9, description="slab never selected nor trained on")
+    holdout_axis: int | None = Field(None, ge=0, le=2, description="default: the longest axis")
+    uncertainty: Literal["entropy", "tta", "mc_dropout"] = "entropy"
+    tta: int = Field(4, ge=2, le=8)
+    mc_samples: int = Field(8, ge=2)
+    strategy: str = "median-uncertainty"
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v):
+        from neuroadda.active.strategies import STRATEGIES
+
+        if v not in STRATEGIES:
+            raise ValueError(f"unknown strategy {v!r}; valid: {', '.join(STRATEGIES)}")
+        return v
+
+
+class FinetuneConfig(TrainConfig):
+    """Both arms (from the backbone and from scratch) use this one schedule."""
+
+    max_steps: int = Field(400, ge=1)
+    patch_size: Triple | None = Field(None, description="default: the backbone's patch, capped by the sample size")
+    val_samples: int = Field(0, ge=0, description="samples kept out of training to pick the waterz threshold "
+                                                  "(0: pick it on the training samples)")
+    val_every_n_steps: int = Field(10**9, ge=1)
+    val_patches: int = Field(0, ge=0)
+
+
+class SelectSourceConfig(_Strict):
+    patches: int = Field(256, ge=4)
+    permutations: int = Field(1000, ge=0)
+    pooling: Literal["mean", "max", "meanmax", "meanstd"] = "mean"
+    space: str = "standardize"
+
+
+class AdaptConfig(_Strict):
+    """``configs/adapt.yaml``: everything ``select-samples``, ``finetune`` and ``adapt`` need."""
+
+    seed: int = 0
+    active: ActiveConfig = ActiveConfig()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    select_source: SelectSourceConfig = SelectSourceConfig()
+
+
 def default_config_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "configs"
 

@@ -16,3 +16,38 @@ def table(rows: list[list], header: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def add_backbone_args(p) -> None:
+    """The source-backbone options shared by ``select-source`` and ``adapt``."""
+    p.add_argument("--backbone", action="append", default=[], metavar="SOURCE=CKPT",
+                   help="checkpoint of a source's backbone (repeatable)")
+    p.add_argument("--backbones", default=None, metavar="DIR",
+                   help="folder with DIR/<source>/model.pt (as 'neuroadda pretrain --out DIR/<source>' writes)")
+    p.add_argument("--pretrain-missing", action="store_true",
+                   help="pretrain a backbone for every source without one (into --backbones or OUT/backbones)")
+    p.add_argument("--pretrain-config", default=None, help="config for --pretrain-missing (default configs/pretrain.yaml)")
+
+
+def backbones_from_args(args, sources: list[str], out) -> dict:
+    """{source: checkpoint path} from --backbone/--backbones, pretraining missing ones with --pretrain-missing."""
+    from pathlib import Path
+
+    from neuroadda.errors import InputError
+    from neuroadda.selection.select import resolve_backbones, safe_name
+
+    backbones = resolve_backbones(sources, args.backbone, args.backbones)
+    missing = [s for s, p in backbones.items() if p is None]
+    if missing and not args.pretrain_missing:
+        raise InputError(f"no backbone checkpoint for source(s) {', '.join(missing)}: give --backbone SOURCE=CKPT, "
+                         "--backbones DIR, or --pretrain-missing")
+    if missing:
+        from neuroadda.config import default_config_dir, load_config
+        from neuroadda.training.pretrain import pretrain
+
+        cfg = load_config(args.pretrain_config or default_config_dir() / "pretrain.yaml")
+        root = Path(args.backbones or Path(out) / "backbones")
+        for s in missing:
+            print(f"pretraining a backbone for {s} ...")
+            backbones[s] = pretrain(s, cfg, root / safe_name(s), progress=not getattr(args, "quiet", False))
+    return backbones

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neuroadda.cli.common import add_backbone_args, backbones_from_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("select-source", help="rank source backbones for a target by MMD² between embeddings",
@@ -13,13 +15,7 @@ def register(sub) -> None:
                                    "bootstrap CIs. Writes OUT/selection.json and OUT/mmd.png.")
     p.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] (unlabelled is fine)")
     p.add_argument("--sources", nargs="+", required=True, help="candidate source dataset names or PATH[:KEY]")
-    p.add_argument("--backbone", action="append", default=[], metavar="SOURCE=CKPT",
-                   help="checkpoint of a source's backbone (repeatable)")
-    p.add_argument("--backbones", default=None, metavar="DIR",
-                   help="folder with DIR/<source>/model.pt (as 'neuroadda pretrain --out DIR/<source>' writes)")
-    p.add_argument("--pretrain-missing", action="store_true",
-                   help="pretrain a backbone for every source without one (into --backbones or OUT/backbones)")
-    p.add_argument("--pretrain-config", default=None, help="config for --pretrain-missing (default configs/pretrain.yaml)")
+    add_backbone_args(p)
     p.add_argument("--patches", type=int, default=256, help="patches per volume (default: %(default)s)")
     p.add_argument("--permutations", type=int, default=1000, help="permutations for p-values (default: %(default)s)")
     p.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean",
@@ -37,24 +33,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from neuroadda.cli.common import table
     from neuroadda.errors import InputError
-    from neuroadda.selection.select import EmbedSettings, rank_sources, resolve_backbones, safe_name, write_selection
+    from neuroadda.selection.select import EmbedSettings, rank_sources, write_selection
 
     if args.patches < 4:
         raise InputError(f"--patches must be at least 4, got {args.patches}")
-    backbones = resolve_backbones(args.sources, args.backbone, args.backbones)
-    missing = [s for s, p in backbones.items() if p is None]
-    if missing and not args.pretrain_missing:
-        raise InputError(f"no backbone checkpoint for source(s) {', '.join(missing)}: give --backbone SOURCE=CKPT, "
-                         "--backbones DIR, or --pretrain-missing")
-    if missing:
-        from neuroadda.config import default_config_dir, load_config
-        from neuroadda.training.pretrain import pretrain
-
-        cfg = load_config(args.pretrain_config or default_config_dir() / "pretrain.yaml")
-        root = Path(args.backbones or Path(args.out) / "backbones")
-        for s in missing:
-            print(f"pretraining a backbone for {s} ...")
-            backbones[s] = pretrain(s, cfg, root / safe_name(s), progress=not args.quiet)
+    backbones = backbones_from_args(args, args.sources, args.out)
     settings = EmbedSettings(n_patches=args.patches, seed=args.seed, pooling=args.pooling, space=args.space,
                              voxel_size=tuple(args.voxel_size) if args.voxel_size else None)
     sel = rank_sources(args.target, backbones, settings, permutations=args.permutations, progress=not args.quiet)

@@ -104,3 +104,25 @@ class RawPatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         sl = tuple(slice(a, a + p) for a, p in zip(self.origins[i], self.patch))
         return torch.from_numpy(np.ascontiguousarray(self.norm(self.vol.raw.read(sl))[None]))
+
+
+class SamplesPatchDataset(torch.utils.data.Dataset):
+    """Training patches from a few labelled samples (the annotated sub-volumes of active learning).
+
+    Item i picks sample k = f(seed, i) uniformly, then a random patch inside it exactly as
+    :class:`PatchDataset` does; every sample must be at least ``patch_size``."""
+
+    def __init__(self, samples: list[LabelledVolume], patch_size, normalizer, *, length: int, seed: int,
+                 augment: Compose | None = None):
+        if not samples:
+            raise ValueError("no labelled samples to train on")
+        self.parts = [PatchDataset(v, tuple(slice(0, n) for n in v.shape), patch_size, normalizer, length=length,
+                                   seed=seed + 7919 * k, augment=augment) for k, v in enumerate(samples)]
+        self.length, self.seed = int(length), int(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        k = int(np.random.default_rng([self.seed, i, 2]).integers(len(self.parts)))
+        return self.parts[k][i]

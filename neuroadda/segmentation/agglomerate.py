@@ -137,6 +137,21 @@ def _run(segmentations: Iterator[np.ndarray], ts: list[float]) -> Iterator[tuple
                 close()
 
 
-def segment(affs: np.ndarray, threshold: float) -> np.ndarray:
-    """One uint64 (z, y, x) segmentation of ``affs`` at ``threshold``."""
-    return next(agglomerate(affs, [threshold]))[1]
+def segment(affs: np.ndarray, threshold: float, *, fragments: str | np.ndarray | None = "watershed",
+            per_slice: bool = False) -> np.ndarray:
+    """One uint64 (z, y, x) segmentation of ``affs`` at ``threshold`` (fragments as in :func:`segmentations`)."""
+    return next(segmentations(affs, [threshold], fragments=fragments, per_slice=per_slice))[1]
+
+
+def segmentations(affs: np.ndarray, thresholds: Iterable[float], *, fragments: str | np.ndarray | None = "watershed",
+                  per_slice: bool = False) -> Iterator[tuple[float, np.ndarray]]:
+    """:func:`agglomerate` starting from ``fragments``: "watershed" (default; distance-transform seeded, see
+    :mod:`neuroadda.segmentation.fragments`, 2-D per slice with ``per_slice``), None (waterz's own initial
+    watershed, slow on uncertain predictions) or a (z, y, x) array."""
+    if isinstance(fragments, str):
+        if fragments != "watershed":
+            raise ValueError(f"fragments must be 'watershed', None or an array, got {fragments!r}")
+        from neuroadda.segmentation.fragments import watershed_fragments
+
+        fragments = watershed_fragments(_check_affs(affs), per_slice=per_slice)
+    return agglomerate(affs, thresholds, fragments=fragments)

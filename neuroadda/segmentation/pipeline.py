@@ -36,7 +36,7 @@ def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | 
     if not 0.0 < float(threshold) < 1.0:
         raise InputError(f"threshold must be in (0, 1), got {threshold}")
     data = np.asarray(affs[(slice(None),) * 4])
-    seg = segment(data, float(threshold))
+    seg = segment(data, float(threshold), per_slice=affs.attrs.get("labels_kind") == "2d_instance_per_slice")
     attrs = {k: affs.attrs[k] for k in ("voxel_size_nm", "input", "checkpoint", "labels_kind") if k in affs.attrs}
     attrs.update({"threshold": float(threshold), "affinities": str(affinities)})
     return write_zarr(out, seg, attrs), float(threshold)

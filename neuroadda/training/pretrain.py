@@ -13,11 +13,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from neuroadda.config import PretrainConfig
+from neuroadda.config import PretrainConfig, TrainConfig
 from neuroadda.data.datamodule import AffinityDataModule
-from neuroadda.data.volume import Box, LabelledVolume, open_volume
+from neuroadda.data.volume import Box, open_volume
 from neuroadda.errors import InputError
 from neuroadda.models.unet import build_unet
+from neuroadda.segmentation.threshold import threshold_table
 from neuroadda.training.checkpoint import save_backbone
 from neuroadda.training.module import AffinityModule
 
@@ -32,33 +33,10 @@ def cap_box(box: Box, max_voxels: int) -> Box:
     return tuple(slice(a, a + n) for a, n in zip(starts, sizes))
 
 
-def choose_threshold(net, vol: LabelledVolume, box: Box, normalizer, thresholds, roi_size, *,
-                     device=None, progress=False) -> tuple[float, list[dict]]:
-    """Predict ``box`` of ``vol``, agglomerate at every threshold and keep the one with the lowest VI.
-
-    Returns (best threshold, [{threshold, vi_split, vi_merge, vi, adapted_rand}, ...])."""
-    from neuroadda.inference.blockwise import predict_blockwise
-    from neuroadda.metrics.vi import evaluate_segmentation
-    from neuroadda.segmentation.agglomerate import agglomerate
-
-    raw = vol.raw.read(box)
-    gt = vol.labels.read(box)
-    affs = np.zeros((3,) + raw.shape, np.float32)
-    predict_blockwise(net, raw, affs, roi_size=roi_size, normalize=normalizer, device=device, progress=progress)
-    if vol.labels_kind == "2d_instance_per_slice":
-        affs[0] = 0.0  # z-affinities were never trained (masked): segment each slice on its own, as it is scored
-    table = []
-    for t, seg in agglomerate(affs, thresholds):
-        table.append({"threshold": float(t), **evaluate_segmentation(seg, gt, labels_kind=vol.labels_kind)})
-    best = min(table, key=lambda r: r["vi"])
-    return best["threshold"], table
-
-
-def trainer_for(cfg: PretrainConfig, out_dir: Path, *, progress: bool = True, has_val: bool = True) -> pl.Trainer:
-    """A Lightning Trainer from the ``train`` section (accelerator 'auto' uses CUDA when present)."""
+def trainer_for(tc: TrainConfig, out_dir: Path, *, progress: bool = True, has_val: bool = True) -> pl.Trainer:
+    """A Lightning Trainer from a ``train`` / ``finetune`` section (accelerator 'auto' uses CUDA when present)."""
     from pytorch_lightning.loggers import CSVLogger
 
-    tc = cfg.train
     logger = CSVLogger(str(out_dir), name="logs") if tc.logger == "csv" else False
     return pl.Trainer(
         max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
@@ -85,7 +63,7 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
     module = AffinityModule(net=net.hparams, bce=cfg.loss.bce, dice_weight=cfg.loss.dice_weight, lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay, max_steps=cfg.train.max_steps)
     has_val = dm.val_box is not None and cfg.train.val_patches > 0 and len(dm.val_dataloader()) > 0
-    trainer = trainer_for(cfg, out_dir, progress=progress, has_val=has_val)
+    trainer = trainer_for(cfg.train, out_dir, progress=progress, has_val=has_val)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
@@ -93,8 +71,10 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
     net = module.net.cpu().eval()
 
     box = dm.val_box if dm.val_box is not None else dm.train_box
-    threshold, table = choose_threshold(net, vol, cap_box(box, cfg.train.max_val_voxels), dm.normalizer,
-                                        cfg.train.thresholds, cfg.data.patch_size, progress=progress)
+    box = cap_box(box, cfg.train.max_val_voxels)
+    threshold, table = threshold_table(net, [(vol.raw.read(box), vol.labels.read(box))], dm.normalizer,
+                                       cfg.train.thresholds, cfg.data.patch_size, labels_kind=vol.labels_kind,
+                                       progress=progress)
     meta = {
         "kind": "backbone",
         "source": vol.name,

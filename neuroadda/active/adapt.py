@@ -1,0 +1,154 @@
+"""``neuroadda adapt``: the method end to end, resumable.
+
+select-source -> (per seed, per round) select-samples -> fine-tune from the best source and from scratch on
+the same samples -> predict, segment and score the held-out region -> report. Labels come from the target's
+ground truth (oracle mode, for benchmarks). Every step writes one file atomically; a step whose file exists is
+skipped, so a killed run started again with the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+from neuroadda.config import AdaptConfig
+from neuroadda.errors import InputError
+from neuroadda.report import write_json
+
+RESUMABLE_DIFFERENCES = ("seeds", "rounds")  # more seeds or rounds extend a finished run
+
+
+class Steps:
+    """Numbered steps that run once: a step whose output file exists is reported as done and skipped."""
+
+    def __init__(self, total: int, echo=print):
+        self.i, self.total, self.echo = 0, total, echo
+        self.ran, self.skipped = [], []
+
+    def run(self, label: str, output: Path, fn) -> Path:
+        self.i += 1
+        head = f"[{self.i}/{self.total}] {label}"
+        if Path(output).exists():
+            self.skipped.append(label)
+            self.echo(f"{head}: done earlier, skipped")
+            return Path(output)
+        self.echo(f"{head} ...")
+        t0 = time.perf_counter()
+        fn()
+        if not Path(output).exists():
+            raise RuntimeError(f"step '{label}' did not write {output}")
+        self.ran.append(label)
+        self.echo(f"{head}: done in {time.perf_counter() - t0:.0f} s")
+        return Path(output)
+
+
+def check_settings(out: Path, settings: dict) -> None:
+    """Record the run's settings in ``out/run.json``; a different run in the same folder is an error."""
+    path = out / "run.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in set(old) | set(settings)
+                      if k not in RESUMABLE_DIFFERENCES and old.get(k) != settings.get(k))
+        if diff:
+            raise InputError(f"{out} holds an adapt run with different settings ({', '.join(diff)}): "
+                             "use another --out, or delete the folder to start over")
+    write_json(path, settings)
+
+
+def evaluate_heldout(ckpt: Path, vol, box, normalizer, out: Path, *, threshold: float | None = None) -> Path:
+    """Predict the held-out ``box`` with checkpoint ``ckpt``, segment at its threshold, write VI to ``out``."""
+    from neuroadda.segmentation.threshold import threshold_table
+    from neuroadda.training.checkpoint import load_backbone
+
+    net, meta = load_backbone(ckpt)
+    t = float(threshold if threshold is not None else meta["threshold"])
+    raw, gt = _heldout(vol, box)
+    _, rows = threshold_table(net, [(raw, gt)], normalizer, [t], meta["patch_size"], labels_kind=vol.labels_kind)
+    return write_json(out, {**rows[0], "checkpoint": str(ckpt), "region": [[s.start, s.stop] for s in box],
+                            "threshold_from": meta.get("threshold_region", "checkpoint")})
+
+
+_HELD: dict = {}
+
+
+def _heldout(vol, box):
+    key = (vol.name, tuple((s.start, s.stop) for s in box))
+    if key not in _HELD:
+        _HELD.clear()
+        _HELD[key] = (vol.raw.read(box), vol.labels.read(box))
+    return _HELD[key]
+
+
+def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | Path, *, n: int,
+          seeds: list[int], rounds: int = 1, progress: bool = True, echo=print) -> dict:
+    """Run (or resume) the whole method; returns the report (also written to ``out/report.json``)."""
+    from neuroadda.active.annotations import sample_labels
+    from neuroadda.active.pool import candidate_pool
+    from neuroadda.active.report import build_report, write_report
+    from neuroadda.active.samples import load_samples, select_samples, write_samples
+    from neuroadda.data.normalize import fit_normalizer
+    from neuroadda.data.volume import open_volume
+    from neuroadda.selection.select import EmbedSettings, rank_sources, write_selection
+    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.training.finetune import finetune
+
+    if n < 1 or rounds < 1 or not seeds:
+        raise InputError(f"--n, --rounds and --seeds must be at least 1 (got n={n}, rounds={rounds}, seeds={len(seeds)})")
+    out = Path(out)
+    vol = open_volume(target)
+    if vol.labels is None:
+        raise InputError(f"{target}: adapt scores the held-out region against the target's labels (oracle mode), "
+                         "and this volume has none; for new data use select-samples, annotate, then finetune")
+    check_settings(out, {"target": target, "backbones": {s: str(p) for s, p in backbones.items()}, "n": n,
+                         "seeds": list(seeds), "rounds": rounds, "config": cfg.model_dump(mode="json")})
+    steps = Steps(2 + len(seeds) * rounds * 5, echo)
+    sc = cfg.select_source
+    settings = EmbedSettings(n_patches=sc.patches, seed=cfg.seed, pooling=sc.pooling, space=sc.space)
+    steps.run(f"select-source among {len(backbones)} backbones", out / "select" / "selection.json",
+              lambda: write_selection(rank_sources(target, backbones, settings, permutations=sc.permutations,
+                                                   progress=progress), out / "select"))
+    selection = json.loads((out / "select" / "selection.json").read_text())
+    best = selection["best"]
+    ckpt = Path(backbones[best])
+    net, meta = load_backbone(ckpt)
+    normalizer = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+    _, holdout = candidate_pool(vol.shape, cfg.active.candidate_size, holdout_fraction=cfg.active.holdout_fraction,
+                                holdout_axis=cfg.active.holdout_axis)
+    if any(s.stop - s.start < 1 for s in holdout):
+        raise InputError("active.holdout_fraction is 0: adapt needs a held-out region to evaluate on")
+    steps.run(f"zero-shot {best} on the held-out region", out / "zero_shot" / "eval.json",
+              partial(evaluate_heldout, ckpt, vol, holdout, normalizer, out / "zero_shot" / "eval.json"))
+
+    per_round = [{"n_total": n * r, "arms": {"finetuned": [], "scratch": []}} for r in range(1, rounds + 1)]
+    for seed in seeds:
+        picked: list = []
+        names: list = []
+        scorer = net
+        for r in range(1, rounds + 1):
+            d = out / f"seed{seed}" / f"round{r}"
+            tag = f"seed {seed}, round {r}"
+            steps.run(f"{tag}: select {n} samples ({cfg.active.strategy})", d / "samples.json",
+                      lambda: write_samples(select_samples(vol, scorer, normalizer, cfg.active, n, seed=seed,
+                                                           exclude=picked, start=len(picked), progress=progress), d, vol))
+            rec = load_samples(d / "samples.json")
+            picked += rec["boxes"]
+            names += [s["name"] for s in rec["samples"]]
+            labels = sample_labels(vol, picked, names)
+            for arm in ("finetuned", "scratch"):
+                what = f"fine-tune from {best}" if arm == "finetuned" else "train from scratch"
+                steps.run(f"{tag}: {what} on {len(picked)} samples ({cfg.finetune.max_steps} steps)",
+                          d / arm / "model.pt",
+                          partial(finetune, vol, list(picked), labels, ckpt, cfg, d / arm, scratch=arm == "scratch",
+                                  seed=seed, normalizer=normalizer, progress=progress))
+                steps.run(f"{tag}: evaluate {arm} on the held-out region", d / arm / "eval.json",
+                          partial(evaluate_heldout, d / arm / "model.pt", vol, holdout, normalizer, d / arm / "eval.json"))
+                per_round[r - 1]["arms"][arm].append(json.loads((d / arm / "eval.json").read_text()))
+            scorer = load_backbone(d / "finetuned" / "model.pt")[0] if r < rounds else None
+
+    report = build_report(target=target, source=best, n=n, strategy=cfg.active.strategy, seeds=list(seeds),
+                          rounds=per_round, selection=selection,
+                          zero_shot=json.loads((out / "zero_shot" / "eval.json").read_text()))
+    write_report(report, out)
+    return report

@@ -1,0 +1,112 @@
+"""The ``adapt`` report: VI per arm over seeds (mean ± sd), % reduction vs scratch, a Markdown table, a figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from neuroadda.report import save_figure, write_json
+
+METRICS = ("vi", "vi_split", "vi_merge", "adapted_rand")
+ARMS = ("finetuned", "scratch")
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def arm_summary(evals: list[dict]) -> dict:
+    """Per-seed lists of each metric (VI in bits) plus their mean and sd."""
+    out = {m: [float(e[m]) for e in evals] for m in METRICS}
+    out["threshold"] = [float(e["threshold"]) for e in evals]
+    for m in METRICS:
+        out[f"{m}_mean"], out[f"{m}_sd"] = mean_sd(out[m])
+    return out
+
+
+def reduction_pct(finetuned: dict, scratch: dict) -> float:
+    """100 * (mean VI scratch - mean VI fine-tuned) / mean VI scratch (positive = fine-tuning helps)."""
+    return 100.0 * (scratch["vi_mean"] - finetuned["vi_mean"]) / scratch["vi_mean"]
+
+
+def build_report(*, target: str, source: str, n: int, strategy: str, seeds: list[int], rounds: list[dict],
+                 selection: dict, zero_shot: dict | None) -> dict:
+    """``rounds``: [{"n_total", "arms": {arm: [eval per seed]}}]; the top-level arms are the last round's."""
+    summarized = []
+    for r, rd in enumerate(rounds, 1):
+        arms = {a: arm_summary(rd["arms"][a]) for a in ARMS}
+        summarized.append({"round": r, "n_total": rd["n_total"], "arms": arms,
+                           "vi_reduction_pct": reduction_pct(arms["finetuned"], arms["scratch"])})
+    last = summarized[-1]
+    return {"target": target, "source": source, "n": n, "strategy": strategy, "seeds": list(seeds),
+            "arms": last["arms"], "vi_reduction_pct": last["vi_reduction_pct"],
+            "zero_shot": zero_shot, "rounds": summarized,
+            "mmd_ranking": [{k: r[k] for k in ("source", "mmd2", "p_value")} for r in selection["ranking"]],
+            "vi_units": "bits; split = H(seg|gt), merge = H(gt|seg); gt label 0 ignored"}
+
+
+def _pm(arm: dict, m: str) -> str:
+    return f"{arm[f'{m}_mean']:.3f} ± {arm[f'{m}_sd']:.3f}"
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown tables: MMD² ranking, then VI per round and arm (mean ± sd over seeds)."""
+    lines = [f"# NeuroADDA adapt: target {report['target']}, source {report['source']}", "",
+             f"n = {report['n']} samples per round, strategy {report['strategy']}, seeds {report['seeds']}; "
+             f"VI in bits on the held-out region.", "", "| source | MMD² | p-value |", "|---|---|---|"]
+    lines += [f"| {r['source']} | {r['mmd2']:.4f} | {r['p_value']:.4f} |" for r in report["mmd_ranking"]]
+    lines += ["", "| samples | arm | VI | VI split | VI merge | adapted Rand | VI reduction |", "|---|---|---|---|---|---|---|"]
+    for rd in report["rounds"]:
+        for a in ARMS:
+            arm = rd["arms"][a]
+            red = f"{rd['vi_reduction_pct']:.1f}%" if a == "finetuned" else ""
+            lines.append(f"| {rd['n_total']} | {a} | {_pm(arm, 'vi')} | {_pm(arm, 'vi_split')} | {_pm(arm, 'vi_merge')} "
+                         f"| {_pm(arm, 'adapted_rand')} | {red} |")
+    if report.get("zero_shot"):
+        z = report["zero_shot"]
+        lines.append(f"| 0 | zero-shot {report['source']} | {z['vi']:.3f} | {z['vi_split']:.3f} | {z['vi_merge']:.3f} "
+                     f"| {z['adapted_rand']:.3f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: dict, path: str | Path) -> Path:
+    """VI (split + merge stacked, mean over seeds, seeds as dots) per arm and round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(report["rounds"]), 3.6))
+    colors = {"finetuned": "tab:blue", "scratch": "tab:gray"}
+    for r, rd in enumerate(report["rounds"]):
+        for j, a in enumerate(ARMS):
+            arm, x = rd["arms"][a], r + (j - 0.5) * 0.36
+            ax.bar(x, arm["vi_split_mean"], 0.34, color=colors[a], alpha=0.9, label=f"{a} split" if r == 0 else None)
+            ax.bar(x, arm["vi_merge_mean"], 0.34, bottom=arm["vi_split_mean"], color=colors[a], alpha=0.45,
+                   label=f"{a} merge" if r == 0 else None)
+            ax.errorbar(x, arm["vi_mean"], yerr=arm["vi_sd"], color="k", capsize=3)
+            ax.plot([x] * len(arm["vi"]), arm["vi"], "k.", ms=4)
+    if report.get("zero_shot"):
+        ax.axhline(report["zero_shot"]["vi"], color="tab:red", ls="--", lw=1, label="zero-shot")
+    ax.set_xticks(range(len(report["rounds"])), [f"n = {rd['n_total']}" for rd in report["rounds"]])
+    ax.set_ylabel("VI on held-out region (bits)")
+    ax.set_title(f"{report['target']} from {report['source']} ({report['strategy']})", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_report(report: dict, out_dir: str | Path) -> Path:
+    """``report.json``, ``report.md`` and ``report.png`` in ``out_dir`` (each written atomically)."""
+    import os
+
+    out_dir = Path(out_dir)
+    md = out_dir / "report.md"
+    tmp = md.with_name("report.md.tmp")
+    tmp.write_text(markdown(report))
+    os.replace(tmp, md)
+    plot_report(report, out_dir / "report.png")
+    return write_json(out_dir / "report.json", report)

@@ -1,0 +1,140 @@
+"""``neuroadda select-samples``: score the target's candidate pool with a source backbone and pick n samples.
+
+Source-free: only the backbone and the unlabelled target are used. Candidates tile the target at its own
+voxel size; the held-out slab is never a candidate. ``samples.json`` records positions in voxels and nm.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from neuroadda.active.pool import candidate_pool
+from neuroadda.active.strategies import NEEDS_EMBEDDINGS, select
+from neuroadda.active.uncertainty import embed_candidates, score_candidates
+from neuroadda.config import ActiveConfig
+from neuroadda.data.volume import Box, LabelledVolume
+from neuroadda.errors import InputError
+from neuroadda.report import save_figure, write_json
+
+FORMAT = "neuroadda-samples-v1"
+
+
+def box_json(box: Box) -> list[list[int]]:
+    return [[int(s.start), int(s.stop)] for s in box]
+
+
+def box_from_json(rows) -> Box:
+    return tuple(slice(int(a), int(b)) for a, b in rows)
+
+
+def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: int, *, seed: int = 0,
+                   exclude: list[Box] = (), progress: bool = False, start: int = 0) -> dict:
+    """Score every candidate of ``vol`` by ``cfg.uncertainty`` under ``net`` and pick ``n`` with ``cfg.strategy``.
+
+    ``exclude``: boxes picked in earlier rounds (never picked again). Samples are named sample_{start + k:02d}.
+    Returns the samples record (see ``samples.json``): target, voxel size, candidate size, holdout, strategy,
+    seed, every candidate's score, and per pick its name, box, offset (voxels, nm), score and score rank."""
+    cands, holdout = candidate_pool(vol.shape, cfg.candidate_size, holdout_fraction=cfg.holdout_fraction,
+                                    holdout_axis=cfg.holdout_axis)
+    excluded = {tuple(map(tuple, box_json(b))) for b in exclude}
+    avail = [i for i, c in enumerate(cands) if tuple(map(tuple, box_json(c))) not in excluded]
+    if n < 1 or n > len(avail):
+        raise InputError(f"cannot select {n} samples: the pool of {cfg.candidate_size} candidates has {len(avail)} "
+                         f"left (target {vol.shape}, holdout fraction {cfg.holdout_fraction})")
+    scores = score_candidates(net, vol.raw, cands, normalizer, method=cfg.uncertainty, tta=cfg.tta,
+                              mc_samples=cfg.mc_samples, progress=progress)
+    emb = embed_candidates(net, vol.raw, cands, normalizer)[avail] if cfg.strategy in NEEDS_EMBEDDINGS else None
+    picks = [avail[i] for i in select(cfg.strategy, scores[avail], n, embeddings=emb, seed=seed)]
+    order = np.argsort(np.argsort(scores[avail]))  # rank 0 = least uncertain among the available
+    vs = np.asarray(vol.voxel_size)
+    samples = []
+    for k, i in enumerate(picks):
+        off = np.array([s.start for s in cands[i]])
+        samples.append({"name": f"sample_{start + k:02d}", "candidate": int(i), "box": box_json(cands[i]),
+                        "offset_voxels": off.tolist(), "offset_nm": (off * vs).tolist(),
+                        "shape": list(cfg.candidate_size), "score": float(scores[i]),
+                        "score_rank": int(order[avail.index(i)]), "n_available": len(avail)})
+    return {"format": FORMAT, "target": vol.name, "voxel_size_nm": list(vol.voxel_size), "shape": list(vol.shape),
+            "candidate_size": list(cfg.candidate_size), "holdout": box_json(holdout), "strategy": cfg.strategy,
+            "uncertainty": cfg.uncertainty, "seed": int(seed), "n": int(n), "median_score": float(np.median(scores[avail])),
+            "candidates": [box_json(c) for c in cands], "scores": [float(s) for s in scores], "samples": samples}
+
+
+def write_samples(record: dict, out_dir: str | Path, vol: LabelledVolume, *, export: bool = True) -> Path:
+    """Write ``out_dir/samples.json``, ``out_dir/samples.png`` and (``export``) the raw samples for annotators
+    as ``out_dir/annotate/sample_XX.h5`` and ``.tif``. Returns the JSON path."""
+    out_dir = Path(out_dir)
+    if export:
+        from neuroadda.active.annotations import export_samples
+
+        export_samples(vol.raw, [box_from_json(s["box"]) for s in record["samples"]], out_dir / "annotate",
+                       names=[s["name"] for s in record["samples"]], voxel_size=vol.voxel_size,
+                       attrs={"target": vol.name})
+    plot_samples(record, vol, out_dir / "samples.png")
+    return write_json(out_dir / "samples.json", record)
+
+
+def load_samples(path: str | Path) -> dict:
+    """Read and check a ``samples.json``; adds ``boxes`` (tuples of slices)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "samples.json"
+    if not path.is_file():
+        raise InputError(f"{path}: samples file not found (write one with 'neuroadda select-samples')")
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise InputError(f"{path}: not a NeuroADDA samples file (expected format '{FORMAT}')")
+    for key in ("target", "samples", "voxel_size_nm", "shape"):
+        if key not in record:
+            raise InputError(f"{path}: missing key '{key}'")
+    if not record["samples"]:
+        raise InputError(f"{path}: 'samples' is empty")
+    for s in record["samples"]:
+        if not {"name", "box"} <= set(s):
+            raise InputError(f"{path}: every sample needs 'name' and 'box', got keys {sorted(s)}")
+    record["boxes"] = [box_from_json(s["box"]) for s in record["samples"]]
+    return record
+
+
+def check_target(record: dict, vol: LabelledVolume, where: str) -> None:
+    """The samples must come from a volume of this shape and voxel size."""
+    if list(vol.shape) != list(record["shape"]):
+        raise InputError(f"{where}: samples were selected on a volume of shape {tuple(record['shape'])}, "
+                         f"but {vol.name} has shape {vol.shape}")
+    if not np.allclose(vol.voxel_size, record["voxel_size_nm"]):
+        raise InputError(f"{where}: samples were selected at voxel size {tuple(record['voxel_size_nm'])} nm, "
+                         f"but {vol.name} is at {vol.voxel_size} nm")
+
+
+def plot_samples(record: dict, vol: LabelledVolume, path: str | Path) -> Path:
+    """Histogram of candidate uncertainties with the median and picks marked, and the picked raw samples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picks = record["samples"]
+    fig, axes = plt.subplots(1, 1 + min(len(picks), 8), figsize=(3.2 * (1 + min(len(picks), 8)), 3.2), squeeze=False)
+    ax = axes[0, 0]
+    ax.hist(record["scores"], bins=min(40, max(5, len(record["scores"]) // 2)), color="0.7")
+    ax.axvline(record["median_score"], color="k", ls="--", label="median")
+    for s in picks:
+        ax.axvline(s["score"], color="tab:red", lw=1)
+    ax.set_xlabel(f"uncertainty ({record['uncertainty']})")
+    ax.set_ylabel("candidates")
+    ax.set_title(f"{record['strategy']}: {len(picks)} picks (red)", fontsize=9)
+    ax.legend(fontsize=7)
+    for ax, s in zip(axes[0, 1:], picks):
+        box = box_from_json(s["box"])
+        mid = (box[0].start + box[0].stop) // 2
+        ax.imshow(vol.raw.read((slice(mid, mid + 1), box[1], box[2]))[0], cmap="gray")
+        ax.set_title(f"{s['name']} z={mid} y={box[1].start} x={box[2].start}\nscore {s['score']:.3f}", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,130 @@
+"""``neuroadda select-samples``, ``neuroadda finetune`` and ``neuroadda adapt``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neuroadda.cli.common import add_backbone_args, backbones_from_args, table
+
+
+def _add_config(p, steps: bool = True, strategy: bool = True) -> None:
+    p.add_argument("--config", default=None, help="adapt config YAML (default configs/adapt.yaml)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
+    if strategy:
+        p.add_argument("--strategy", default=None, help="median-uncertainty (default) | max-uncertainty | random | "
+                                                        "k-center | median-diverse")
+    if steps:
+        p.add_argument("--max-steps", type=int, default=None, help="fine-tuning steps for both arms")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _config(args):
+    from neuroadda.config import AdaptConfig, default_config_dir, load_config
+
+    return load_config(args.config or default_config_dir() / "adapt.yaml", AdaptConfig,
+                       overrides={"seed": args.seed, "active.strategy": getattr(args, "strategy", None),
+                                  "finetune.max_steps": getattr(args, "max_steps", None)})
+
+
+def register(sub) -> None:
+    s = sub.add_parser("select-samples", help="pick n target sub-volumes to annotate (source-free active learning)",
+                       description="Tile the target (minus a held-out slab) into candidates, score each by the "
+                                   "backbone's predictive uncertainty and pick n (default: nearest the median score). "
+                                   "Writes OUT/samples.json, OUT/samples.png and OUT/annotate/sample_XX.{h5,tif}.")
+    s.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] (unlabelled is fine)")
+    s.add_argument("--backbone", required=True, help="source backbone checkpoint (model.pt)")
+    s.add_argument("--n", type=int, default=4, help="samples to pick (default: %(default)s)")
+    s.add_argument("--out", required=True, help="output folder")
+    _add_config(s, steps=False)
+    s.set_defaults(func=run_select_samples)
+
+    f = sub.add_parser("finetune", help="train on the annotated samples, from a backbone or from scratch",
+                       description="Fine-tune on the samples of samples.json with labels from --labels DIR (files "
+                                   "annotators returned) or, without it, the target's own ground truth (oracle). "
+                                   "The waterz threshold is chosen on the labelled samples. Writes OUT/model.pt.")
+    f.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] the samples came from")
+    f.add_argument("--samples", required=True, help="samples.json written by select-samples")
+    f.add_argument("--backbone", required=True, help="checkpoint to start from, or 'scratch' (the architecture of "
+                                                     "the backbone recorded in samples.json, fresh weights)")
+    f.add_argument("--labels", default=None, metavar="DIR",
+                   help="annotations: DIR/sample_XX.h5 (dataset 'labels') or DIR/sample_XX_labels.tif")
+    f.add_argument("--out", required=True, help="output folder for model.pt")
+    _add_config(f, strategy=False)
+    f.set_defaults(func=run_finetune)
+
+    a = sub.add_parser("adapt", help="the method end to end: select-source, select-samples, fine-tune vs scratch, VI",
+                       description="For each seed: rank sources by MMD², pick n samples with the best source's "
+                                   "backbone, fine-tune from it and from scratch on the same samples (labels from the "
+                                   "target's ground truth), segment and score the held-out region. Writes "
+                                   "OUT/report.{json,md,png}. Killed runs resume with the same command.")
+    a.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] with labels")
+    a.add_argument("--sources", nargs="+", required=True, help="candidate source dataset names or PATH[:KEY]")
+    add_backbone_args(a)
+    a.add_argument("--n", type=int, default=4, help="samples per round (default: %(default)s)")
+    a.add_argument("--seeds", type=int, default=3, help="number of seeds (default: %(default)s)")
+    a.add_argument("--rounds", type=int, default=1, help="active-learning rounds, n new samples each (default: 1)")
+    a.add_argument("--out", default="runs/adapt", help="output folder (default: %(default)s)")
+    _add_config(a)
+    a.set_defaults(func=run_adapt)
+
+
+def run_select_samples(args) -> int:
+    from neuroadda.active.samples import select_samples, write_samples
+    from neuroadda.data.normalize import fit_normalizer
+    from neuroadda.data.volume import open_volume
+    from neuroadda.training.checkpoint import load_backbone
+
+    cfg = _config(args)
+    net, meta = load_backbone(args.backbone)
+    vol = open_volume(args.target, labels_key=None)
+    normalizer = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+    rec = select_samples(vol, net, normalizer, cfg.active, args.n, seed=cfg.seed, progress=not args.quiet)
+    rec["backbone"] = str(args.backbone)
+    path = write_samples(rec, args.out, vol)
+    rows = [[s["name"], s["offset_voxels"], [round(v) for v in s["offset_nm"]], s["shape"], f"{s['score']:.4f}"]
+            for s in rec["samples"]]
+    print(table(rows, ["sample", "offset (voxels)", "offset (nm)", "shape", "uncertainty"]))
+    print(f"median uncertainty {rec['median_score']:.4f} over {len(rec['scores'])} candidates; wrote {path}, "
+          f"{Path(args.out) / 'samples.png'} and the raw samples for annotators in {Path(args.out) / 'annotate'}")
+    return 0
+
+
+def run_finetune(args) -> int:
+    from neuroadda.active.annotations import sample_labels
+    from neuroadda.active.samples import check_target, load_samples
+    from neuroadda.data.volume import open_volume
+    from neuroadda.errors import InputError
+    from neuroadda.training.finetune import finetune
+
+    cfg = _config(args)
+    rec = load_samples(args.samples)
+    vol = open_volume(args.target, labels_key="labels" if args.labels is None else None)
+    check_target(rec, vol, args.samples)
+    scratch = args.backbone == "scratch"
+    backbone = rec.get("backbone") if scratch else args.backbone
+    if backbone is None:
+        raise InputError(f"{args.samples}: no 'backbone' recorded, so --backbone scratch has no architecture to copy")
+    labels = sample_labels(vol, rec["boxes"], [s["name"] for s in rec["samples"]], labels_dir=args.labels)
+    path = finetune(vol, rec["boxes"], labels, backbone, cfg, args.out, scratch=scratch, seed=cfg.seed,
+                    progress=not args.quiet)
+    from neuroadda.training.checkpoint import load_backbone
+
+    meta = load_backbone(path)[1]
+    print(f"wrote {path} ({meta['steps']} steps on {meta['n_train']} samples; waterz threshold {meta['threshold']:.2f} "
+          f"chosen on the {meta['threshold_region']})")
+    return 0
+
+
+def run_adapt(args) -> int:
+    from neuroadda.active.adapt import adapt
+
+    cfg = _config(args)
+    backbones = backbones_from_args(args, args.sources, args.out)
+    rep = adapt(args.target, backbones, cfg, args.out, n=args.n, seeds=[cfg.seed + i for i in range(args.seeds)],
+                rounds=args.rounds, progress=not args.quiet)
+    from neuroadda.active.report import markdown
+
+    print(markdown(rep))
+    print(f"fine-tuning from {rep['source']}: VI {rep['vi_reduction_pct']:.1f}% lower than scratch "
+          f"(mean over {len(rep['seeds'])} seeds); wrote {Path(args.out) / 'report.json'}, report.md and report.png")
+    return 0

@@ -23,7 +23,7 @@ RESUMABLE_DIFFERENCES = ("seeds", "rounds")  # more seeds or rounds extend a fin
 class Steps:
     """Numbered steps that run once: a step whose output file exists is reported as done and skipped."""
 
-    def __init__(self, total: int, echo=print):
+    def __init__(self, total: int, echo=partial(print, flush=True)):
         self.i, self.total, self.echo = 0, total, echo
         self.ran, self.skipped = [], []
 
@@ -82,7 +82,7 @@ def _heldout(vol, box):
 
 
 def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | Path, *, n: int,
-          seeds: list[int], rounds: int = 1, progress: bool = True, echo=print) -> dict:
+          seeds: list[int], rounds: int = 1, progress: bool = True, echo=partial(print, flush=True)) -> dict:
     """Run (or resume) the whole method; returns the report (also written to ``out/report.json``)."""
     from neuroadda.active.annotations import sample_labels
     from neuroadda.active.pool import candidate_pool

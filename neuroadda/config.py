@@ -80,6 +80,14 @@ class PretrainConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
+def check_strategy(name: str) -> str:
+    from neuroadda.active.strategies import STRATEGIES
+
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+    return name
+
+
 class ActiveConfig(_Strict):
     """Candidate pool, uncertainty and selection strategy (``neuroadda select-samples``)."""
 
@@ -94,11 +102,7 @@ class ActiveConfig(_Strict):
     @field_validator("strategy")
     @classmethod
     def _strategy(cls, v):
-        from neuroadda.active.strategies import STRATEGIES
-
-        if v not in STRATEGIES:
-            raise ValueError(f"unknown strategy {v!r}; valid: {', '.join(STRATEGIES)}")
-        return v
+        return check_strategy(v)
 
 
 class FinetuneConfig(TrainConfig):
@@ -128,6 +132,45 @@ class AdaptConfig(_Strict):
     loss: LossConfig = LossConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     select_source: SelectSourceConfig = SelectSourceConfig()
+
+
+class ResourcesConfig(_Strict):
+    """SLURM resources per array task (``neuroadda submit``); null = the cluster's default."""
+
+    partition: str | None = None
+    account: str | None = None
+    gpus: int = Field(0, ge=0)
+    cpus: int = Field(2, ge=1)
+    mem: str = Field("8G", pattern=r"^[0-9]+[KMGT]?$")
+    time: str = Field("04:00:00", pattern=r"^([0-9]+-)?[0-9]{1,2}(:[0-9]{2}){0,2}$")
+
+
+class ExperimentConfig(_Strict):
+    """``configs/experiment.yaml``: the grid targets x budgets n x strategies x seeds, run by ``experiment``
+    locally or by ``submit`` as one SLURM job array per target."""
+
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9._-]+$")
+    targets: list[str] = Field(min_length=1)
+    sources: list[str] = Field(min_length=1)
+    backbones: str | None = Field(None, description="folder with <source>/model.pt")
+    budgets: list[int] = Field([4], min_length=1)
+    strategies: list[str] = Field(["median-uncertainty"], min_length=1)
+    seeds: int = Field(3, ge=1)
+    adapt_config: str | None = Field(None, description="adapt config YAML (default configs/adapt.yaml)")
+    out: str = "runs/experiment"
+    resources: ResourcesConfig = ResourcesConfig()
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v):
+        if any(n < 1 for n in v):
+            raise ValueError("budgets must be positive sample counts")
+        return v
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, v):
+        return [check_strategy(name) for name in v]
 
 
 def default_config_dir() -> Path:

@@ -17,6 +17,18 @@ def write_json(path: str | Path, data) -> Path:
     return path
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend with mathtext off, so a '$' in a dataset name or path is shown as
+    it is instead of being parsed as LaTeX (which fails on unbalanced '$')."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
     """Save a matplotlib figure as PNG via a temporary file, then close it."""
     import matplotlib.pyplot as plt

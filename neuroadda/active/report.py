@@ -74,10 +74,9 @@ def markdown(report: dict) -> str:
 
 def plot_report(report: dict, path: str | Path) -> Path:
     """VI (split + merge stacked, mean over seeds, seeds as dots) per arm and round."""
-    import matplotlib
+    from neuroadda.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(report["rounds"]), 3.6))
     colors = {"finetuned": "tab:blue", "scratch": "tab:gray"}

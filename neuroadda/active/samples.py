@@ -114,10 +114,9 @@ def check_target(record: dict, vol: LabelledVolume, where: str) -> None:
 
 def plot_samples(record: dict, vol: LabelledVolume, path: str | Path) -> Path:
     """Histogram of candidate uncertainties with the median and picks marked, and the picked raw samples."""
-    import matplotlib
+    from neuroadda.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     picks = record["samples"]
     fig, axes = plt.subplots(1, 1 + min(len(picks), 8), figsize=(3.2 * (1 + min(len(picks), 8)), 3.2), squeeze=False)

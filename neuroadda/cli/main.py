@@ -14,7 +14,7 @@ from neuroadda.errors import NeuroAddaError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from neuroadda.cli import adapt_cmd, datasets_cmd, evaluate_cmd, infer_cmd, select_cmd, train_cmd
+    from neuroadda.cli import adapt_cmd, datasets_cmd, evaluate_cmd, experiment_cmd, infer_cmd, select_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="neuroadda",
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "annotate a few samples, fine-tune a 3D affinity UNet, segment with waterz, score by VI.")
     parser.add_argument("--version", action="version", version=f"neuroadda {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (datasets_cmd, train_cmd, infer_cmd, evaluate_cmd, select_cmd, adapt_cmd):
+    for module in (datasets_cmd, train_cmd, infer_cmd, evaluate_cmd, select_cmd, adapt_cmd, experiment_cmd):
         module.register(sub)
     select_cmd.register_analysis(sub)
     return parser
@@ -38,6 +38,7 @@ def quiet_libraries() -> None:
                  "pytorch_lightning.accelerators.cuda", "lightning_fabric.utilities.seed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*The `srun` command is available on your system but is not used.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 

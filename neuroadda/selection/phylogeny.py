@@ -173,7 +173,10 @@ def upgma(d, labels: list[str]) -> np.ndarray:
 
 
 def _fig(size):
+    import matplotlib
     from matplotlib.figure import Figure  # object API, rendered by Agg on save; no pyplot window or state
+
+    matplotlib.rcParams["text.parse_math"] = False  # a '$' in a dataset name is text, not LaTeX
     return Figure(figsize=size, layout="constrained")
 
 

@@ -151,10 +151,9 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
 
 def plot_ranking(sel: dict, path: Path) -> None:
     """Horizontal bars of MMD² with 95% CIs and p-values, best at the top."""
-    import matplotlib
+    from neuroadda.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = sel["ranking"][::-1]
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.8), layout="constrained")

@@ -1,0 +1,67 @@
+"""``neuroadda experiment``, ``neuroadda submit`` and ``neuroadda run-task`` (one SLURM array element)."""
+
+from __future__ import annotations
+
+
+def _load(args):
+    from neuroadda.config import ExperimentConfig, load_config
+
+    overrides = {f"resources.{k}": getattr(args, k, None) for k in ("partition", "account", "gpus", "cpus", "mem", "time")}
+    return load_config(args.config, ExperimentConfig, overrides=overrides)
+
+
+def register(sub) -> None:
+    e = sub.add_parser("experiment", help="run the experiment grid here and aggregate it",
+                       description="Run every (target, n, strategy, seed) adapt task of configs/experiment.yaml "
+                                   "one after another (finished tasks are skipped), then write OUT/results.json, "
+                                   "results.md and vi_vs_n.png.")
+    e.add_argument("--config", required=True, help="experiment YAML, e.g. configs/experiment.yaml")
+    e.add_argument("--aggregate-only", action="store_true", help="only aggregate the tasks that have finished")
+    e.set_defaults(func=run_experiment)
+
+    s = sub.add_parser("submit", help="submit the experiment grid to SLURM: one job array per target + aggregation",
+                       description="Write OUT/slurm/<target>.sbatch (array over n, strategy, seed), "
+                                   "OUT/slurm/aggregate.sbatch (--dependency=afterok on the arrays) and submit them.")
+    s.add_argument("--config", required=True, help="experiment YAML")
+    s.add_argument("--dry-run", action="store_true", help="write and print the scripts and sbatch commands only")
+    for flag, kind in (("partition", str), ("account", str), ("gpus", int), ("cpus", int), ("mem", str), ("time", str)):
+        s.add_argument(f"--{flag}", type=kind, default=None, help=f"override resources.{flag}")
+    s.set_defaults(func=run_submit)
+
+    t = sub.add_parser("run-task", help="run one task of a tasks file (what a SLURM array element calls)")
+    t.add_argument("--tasks", required=True, help="OUT/slurm/<target>.tasks.json")
+    t.add_argument("--index", type=int, required=True, help="task index ($SLURM_ARRAY_TASK_ID)")
+    t.set_defaults(func=lambda a: __import__("neuroadda.cluster.grid", fromlist=["run_task"]).run_task(a.tasks, a.index))
+
+
+def run_experiment(args) -> int:
+    from neuroadda.cli.main import main
+    from neuroadda.cluster.grid import aggregate, tasks
+
+    cfg = _load(args)
+    if not args.aggregate_only:
+        todo = tasks(cfg)
+        for i, t in enumerate(todo, 1):
+            print(f"== task {i}/{len(todo)}: {t.target} n={t.n} {t.strategy} seed {t.seed}", flush=True)
+            rc = main(t.argv(cfg))
+            if rc:
+                return rc
+    res = aggregate(cfg)
+    print(open(f"{cfg.out}/results.md").read(), end="")
+    print(f"wrote {cfg.out}/results.json, results.md and vi_vs_n.png"
+          + (f" ({len(res['missing'])} task(s) not finished)" if res["missing"] else ""))
+    return 0
+
+
+def run_submit(args) -> int:
+    from neuroadda.cluster.slurm import submit
+
+    res = submit(_load(args), args.config, dry_run=args.dry_run)
+    for a in res["arrays"]:
+        print(f"{a['target']}: {a['script']}")
+    print(f"aggregation: {res['aggregate']}")
+    for c in res["commands"]:
+        print(("would run: " if args.dry_run else "ran: ") + c)
+    if res["job_ids"]:
+        print(f"submitted job arrays {', '.join(res['job_ids'][:-1])} and aggregation job {res['job_ids'][-1]}")
+    return 0

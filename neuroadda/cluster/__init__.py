@@ -1,0 +1,1 @@
+"""Lab-scale runs: the experiment grid (local or as SLURM job arrays) and its aggregation."""

@@ -1,0 +1,149 @@
+"""The experiment grid: one ``adapt`` run per (target, budget n, strategy, seed), and the aggregate over them.
+
+A task is self-contained (its own output folder, its own resumable state), so tasks run in any order, in
+parallel as SLURM array elements, or again after a preemption.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neuroadda.config import ExperimentConfig
+from neuroadda.report import save_figure, write_json
+from neuroadda.selection.select import safe_name
+
+
+@dataclass(frozen=True)
+class Task:
+    target: str
+    n: int
+    strategy: str
+    seed: int
+    out: str
+
+    def argv(self, cfg: ExperimentConfig) -> list[str]:
+        """``neuroadda adapt`` arguments for this task (a list: never parsed by a shell)."""
+        args = ["adapt", "--target", self.target, "--sources", *cfg.sources, "--n", str(self.n), "--seeds", "1",
+                "--seed", str(self.seed), "--strategy", self.strategy, "--out", self.out, "--quiet"]
+        if cfg.backbones:
+            args += ["--backbones", cfg.backbones]
+        if cfg.adapt_config:
+            args += ["--config", cfg.adapt_config]
+        return args
+
+
+def tasks(cfg: ExperimentConfig, target: str | None = None) -> list[Task]:
+    """Every task of the grid (or of one target), in a fixed order: target, n, strategy, seed."""
+    out = []
+    for t in cfg.targets if target is None else [target]:
+        for n in cfg.budgets:
+            for strategy in cfg.strategies:
+                for seed in range(cfg.seeds):
+                    d = Path(cfg.out) / safe_name(t) / f"n{n}_{strategy}" / f"seed{seed}"
+                    out.append(Task(t, n, strategy, seed, str(d)))
+    return out
+
+
+def write_tasks(cfg: ExperimentConfig, target: str, path: str | Path) -> Path:
+    """The task list of one target as JSON (what each SLURM array element reads its arguments from)."""
+    return write_json(path, {"config": cfg.model_dump(mode="json"),
+                             "tasks": [asdict(t) | {"argv": t.argv(cfg)} for t in tasks(cfg, target)]})
+
+
+def run_task(tasks_file: str | Path, index: int) -> int:
+    """Run task ``index`` of ``tasks_file`` in this process (the body of one SLURM array element)."""
+    from neuroadda.cli.main import main
+    from neuroadda.errors import InputError
+
+    data = json.loads(Path(tasks_file).read_text())
+    if not 0 <= index < len(data["tasks"]):
+        raise InputError(f"{tasks_file}: no task {index} (it has {len(data['tasks'])})")
+    task = data["tasks"][index]
+    print(f"task {index}: {task['target']} n={task['n']} {task['strategy']} seed {task['seed']} -> {task['out']}",
+          flush=True)
+    return main(task["argv"])
+
+
+def aggregate(cfg: ExperimentConfig, *, require_all: bool = False) -> dict:
+    """Collect every finished task's report: VI per (target, n, strategy, arm) as mean ± sd over seeds and the
+    % reduction vs scratch. Writes OUT/results.json, OUT/results.md and OUT/vi_vs_n.png."""
+    from neuroadda.active.report import mean_sd
+    from neuroadda.errors import InputError
+
+    rows, missing = {}, []
+    for t in tasks(cfg):
+        rep = Path(t.out) / "report.json"
+        if not rep.is_file():
+            missing.append(t.out)
+            continue
+        r = json.loads(rep.read_text())
+        key = (t.target, t.n, t.strategy)
+        row = rows.setdefault(key, {"target": t.target, "n": t.n, "strategy": t.strategy, "seeds": [],
+                                    "source": r["source"], "finetuned": [], "scratch": []})
+        row["seeds"].append(t.seed)
+        for arm in ("finetuned", "scratch"):
+            row[arm].append(r["arms"][arm]["vi"][0])
+    if require_all and missing:
+        raise InputError(f"{len(missing)} task(s) have no report.json yet, e.g. {missing[0]}")
+    if not rows:
+        raise InputError(f"no finished task under {cfg.out}")
+    results = []
+    for row in rows.values():
+        for arm in ("finetuned", "scratch"):
+            row[f"{arm}_mean"], row[f"{arm}_sd"] = mean_sd(row[arm])
+        row["vi_reduction_pct"] = 100.0 * (row["scratch_mean"] - row["finetuned_mean"]) / row["scratch_mean"]
+        results.append(row)
+    out = Path(cfg.out)
+    summary = {"name": cfg.name, "results": results, "missing": missing,
+               "vi_units": "bits, held-out region, gt label 0 ignored"}
+    _write_markdown(summary, out / "results.md")
+    plot_vi_vs_n(results, out / "vi_vs_n.png")
+    write_json(out / "results.json", summary)
+    return summary
+
+
+def _write_markdown(summary: dict, path: Path) -> None:
+    import os
+
+    lines = ["| target | source | n | strategy | seeds | fine-tuned VI | scratch VI | reduction |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(summary["results"], key=lambda r: (r["target"], r["strategy"], r["n"])):
+        lines.append(f"| {r['target']} | {r['source']} | {r['n']} | {r['strategy']} | {len(r['seeds'])} | "
+                     f"{r['finetuned_mean']:.3f} ± {r['finetuned_sd']:.3f} | {r['scratch_mean']:.3f} ± "
+                     f"{r['scratch_sd']:.3f} | {r['vi_reduction_pct']:.1f}% |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def plot_vi_vs_n(results: list[dict], path: Path) -> Path:
+    """VI vs n with ± sd error bars, one panel per target, one line per (strategy, arm)."""
+    from neuroadda.report import pyplot
+
+    plt = pyplot()
+
+    targets = sorted({r["target"] for r in results})
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.6), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        rs = [r for r in results if r["target"] == target]
+        for strategy in sorted({r["strategy"] for r in rs}):
+            for arm, ls in (("finetuned", "-"), ("scratch", "--")):
+                pts = sorted((r["n"], r[f"{arm}_mean"], r[f"{arm}_sd"]) for r in rs if r["strategy"] == strategy)
+                n, m, sd = (np.array(v) for v in zip(*pts))
+                ax.errorbar(n, m, yerr=sd, ls=ls, marker="o", capsize=3, label=f"{arm}, {strategy}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("annotated samples n")
+        ax.set_ylabel("VI on held-out region (bits)")
+        ax.set_title(target, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def python_executable() -> str:
+    return sys.executable

@@ -62,6 +62,7 @@ class TrainConfig(_Strict):
                                     description="waterz thresholds tried on the validation slab")
     max_val_voxels: int = Field(4_000_000, ge=1, description="cap on the validation slab used to pick the threshold")
     logger: Literal["csv", "none"] = "csv"
+    checkpoint_every: int = Field(100, ge=0, description="steps between resumable checkpoints (0 = none)")
 
     @field_validator("thresholds")
     @classmethod

@@ -21,6 +21,7 @@ from neuroadda.data.volume import Box, LabelledVolume, Volume
 from neuroadda.errors import InputError
 from neuroadda.segmentation.threshold import threshold_table
 from neuroadda.training.checkpoint import load_backbone, save_backbone
+from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
 from neuroadda.training.pretrain import trainer_for
 
@@ -85,7 +86,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         warnings.filterwarnings("ignore", ".*validation_step.*val_dataloader.*")
-        trainer.fit(module, train_dataloaders=loader)
+        resumed = resume.fit(trainer, module, out_dir, train_dataloaders=loader)
     net = module.net.cpu().eval()
     regions = [(v.raw.read(_full(v)), v.labels.read(_full(v))) for v in val]
     threshold, table = threshold_table(net, regions, normalizer, fc.thresholds, patch,
@@ -100,9 +101,11 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         "threshold": threshold, "threshold_table": table,
         "threshold_region": "validation samples" if n_val else "training samples",
         "samples": [[[s.start, s.stop] for s in b] for b in boxes], "n_train": len(train), "n_val": n_val,
-        "steps": int(trainer.global_step), "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
+        "steps": int(trainer.global_step), "resumed_from_step": resumed, "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
     }
-    return save_backbone(out_dir / "model.pt", net, out_meta)
+    path = save_backbone(out_dir / "model.pt", net, out_meta)
+    resume.clear(out_dir)
+    return path
 
 
 def _full(v: LabelledVolume) -> Box:

@@ -20,6 +20,7 @@ from neuroadda.errors import InputError
 from neuroadda.models.unet import build_unet
 from neuroadda.segmentation.threshold import threshold_table
 from neuroadda.training.checkpoint import save_backbone
+from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
 
 
@@ -38,9 +39,12 @@ def trainer_for(tc: TrainConfig, out_dir: Path, *, progress: bool = True, has_va
     from pytorch_lightning.loggers import CSVLogger
 
     logger = CSVLogger(str(out_dir), name="logs") if tc.logger == "csv" else False
+    from neuroadda.training.resume import checkpoint_callback
+
+    ckpt = checkpoint_callback(out_dir, tc.checkpoint_every)
     return pl.Trainer(
-        max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
-        logger=logger, enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+        callbacks=[ckpt] if ckpt else None, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
+        logger=logger, enable_checkpointing=ckpt is not None, enable_progress_bar=progress, enable_model_summary=False,
         val_check_interval=min(tc.val_every_n_steps, tc.max_steps) if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
         log_every_n_steps=min(10, tc.max_steps), num_sanity_val_steps=0, default_root_dir=str(out_dir))
@@ -67,7 +71,7 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
-        trainer.fit(module, datamodule=dm)
+        resumed = resume.fit(trainer, module, out_dir, datamodule=dm)
     net = module.net.cpu().eval()
 
     box = dm.val_box if dm.val_box is not None else dm.train_box
@@ -89,7 +93,9 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
         "threshold_table": table,
         "threshold_region": [[s.start, s.stop] for s in box],
         "threshold_region_is_validation": dm.val_box is not None,
-        "steps": int(trainer.global_step),
+        "steps": int(trainer.global_step), "resumed_from_step": resumed,
         "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
     }
-    return save_backbone(out_dir / "model.pt", net, meta)
+    path = save_backbone(out_dir / "model.pt", net, meta)
+    resume.clear(out_dir)
+    return path

@@ -211,3 +211,26 @@ def test_finetune_rejects_samples_from_another_volume(setup, tmp_path, capsys):
     assert main(["finetune", "--target", str(other), "--samples", str(out / "samples.json"), "--backbone", bb,
                  "--out", str(tmp_path / "ft"), "--quiet"]) == 2
     assert "shape (24, 40, 48)" in capsys.readouterr().err
+
+
+def test_training_killed_mid_way_resumes_from_its_last_checkpoint(setup, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(CONFIG.replace("max_steps: 3", "max_steps: 60\n  checkpoint_every: 5"))
+    s = {**setup, "config": str(cfg)}
+    out = tmp_path / "run"
+    ckpt = out / "seed0" / "round1" / "finetuned" / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen([sys.executable, "-m", "neuroadda.cli.main", *_adapt_args(s, out, seeds="1")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    t0 = time.time()
+    while not ckpt.exists() and proc.poll() is None and time.time() - t0 < 300:
+        time.sleep(0.02)
+    time.sleep(0.3)  # let the checkpoint file be complete (Lightning writes it atomically, but to be safe)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    model = out / "seed0" / "round1" / "finetuned" / "model.pt"
+    assert ckpt.exists() and not model.exists(), "killed outside the fine-tuning"
+    assert main(_adapt_args(s, out, seeds="1")) == 0
+    meta = load_backbone(model)[1]
+    assert meta["steps"] == 60 and 5 <= meta["resumed_from_step"] < 60 and meta["resumed_from_step"] % 5 == 0
+    assert not ckpt.parent.exists()  # periodic checkpoints are removed once the model is written
+    assert load_backbone(out / "seed0" / "round1" / "scratch" / "model.pt")[1]["resumed_from_step"] == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -88,30 +87,6 @@ def test_array_element_runs_its_task_through_the_generated_script(tmp_path):
     rep = Path(cfg["out"]) / "target_vol.h5" / "n2_median-uncertainty" / "seed0" / "report.json"
     assert json.loads(rep.read_text())["n"] == 2
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path("/").glob("PWNED*"))
-
-
-def _slurm_up() -> str | None:
-    """None when a local SLURM answers; else why not."""
-    if shutil.which("sbatch") is None:
-        return "sbatch not found"
-    res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
-    if res.returncode != 0 or not any(s.startswith(("idle", "mixed", "alloc")) for s in res.stdout.split()):
-        return f"no idle SLURM node ({res.stdout.strip() or res.stderr.strip()})"
-    return None
-
-
-@pytest.fixture
-def slurm():
-    why = _slurm_up()
-    if why and os.geteuid() == 0 and shutil.which("slurmctld"):
-        subprocess.run(["bash", str(REPO / "slurm" / "local_cluster.sh")], timeout=120)
-        why = _slurm_up()
-    if why:
-        msg = (f"real-SLURM test: {why}. Enable it with `sudo bash slurm/local_cluster.sh --install` "
-               "(Debian slurm-wlm + munge, single node on localhost)")
-        if os.environ.get("NEUROADDA_REQUIRE_SLURM") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 def test_submit_to_real_slurm_runs_the_grid_and_aggregates(slurm, tmp_path, capsys):

@@ -61,7 +61,7 @@ class TrainConfig(_Strict):
     thresholds: list[float] = Field([0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                                     description="waterz thresholds tried on the validation slab")
     max_val_voxels: int = Field(4_000_000, ge=1, description="cap on the validation slab used to pick the threshold")
-    logger: Literal["csv", "none"] = "csv"
+    logger: Literal["csv", "wandb", "none"] = Field("csv", description="wandb goes offline without an API key")
     checkpoint_every: int = Field(100, ge=0, description="steps between resumable checkpoints (0 = none)")
 
     @field_validator("thresholds")

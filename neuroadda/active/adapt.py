@@ -151,4 +151,22 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
                           rounds=per_round, selection=selection,
                           zero_shot=json.loads((out / "zero_shot" / "eval.json").read_text()))
     write_report(report, out)
+    track_report(report, cfg.finetune.logger, out)
     return report
+
+
+def track_report(report: dict, kind: str, out: Path) -> None:
+    """The adapt summary (VI per arm, % reduction, MMD² per source) as one tracking run (W&B only: the CSV
+    loggers of the training runs already hold their own metrics)."""
+    if kind != "wandb":
+        return
+    from neuroadda.tracking import finish, log_summary, make_logger
+
+    logger = make_logger("wandb", out, name=f"adapt-{report['target']}", tags=["adapt"],
+                         config={k: report[k] for k in ("target", "source", "n", "strategy", "seeds")})
+    metrics = {f"{arm}/{m}_mean": report["arms"][arm][f"{m}_mean"] for arm in report["arms"]
+               for m in ("vi", "vi_split", "vi_merge")}
+    metrics.update({f"mmd2/{r['source']}": r["mmd2"] for r in report["mmd_ranking"]})
+    metrics["vi_reduction_pct"] = report["vi_reduction_pct"]
+    log_summary(logger, metrics)
+    finish(logger)

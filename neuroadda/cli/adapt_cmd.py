@@ -15,6 +15,8 @@ def _add_config(p, steps: bool = True, strategy: bool = True) -> None:
                                                         "k-center | median-diverse")
     if steps:
         p.add_argument("--max-steps", type=int, default=None, help="fine-tuning steps for both arms")
+        p.add_argument("--logger", choices=("csv", "wandb", "none"), default=None,
+                       help="override finetune.logger (wandb runs offline without an API key)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -23,7 +25,8 @@ def _config(args):
 
     return load_config(args.config or default_config_dir() / "adapt.yaml", AdaptConfig,
                        overrides={"seed": args.seed, "active.strategy": getattr(args, "strategy", None),
-                                  "finetune.max_steps": getattr(args, "max_steps", None)})
+                                  "finetune.max_steps": getattr(args, "max_steps", None),
+                                  "finetune.logger": getattr(args, "logger", None)})
 
 
 def register(sub) -> None:

@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--seed", type=int, default=None, help="override seed")
     add_voxel_size(p)
+    p.add_argument("--logger", choices=("csv", "wandb", "none"), default=None,
+                   help="override train.logger (wandb runs offline without an API key)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -27,7 +29,8 @@ def run(args) -> int:
     config = args.config
     if config is None and (default_config_dir() / "pretrain.yaml").exists():
         config = default_config_dir() / "pretrain.yaml"
-    cfg = load_config(config, overrides={"train.max_steps": args.max_steps, "seed": args.seed})
+    cfg = load_config(config, overrides={"train.max_steps": args.max_steps, "seed": args.seed,
+                                          "train.logger": args.logger})
     path = pretrain(args.source, cfg, args.out, labels=args.labels, voxel_size=args.voxel_size,
                     progress=not args.quiet)
     from neuroadda.training.checkpoint import load_backbone

@@ -23,7 +23,8 @@ from neuroadda.segmentation.threshold import threshold_table
 from neuroadda.training.checkpoint import load_backbone, save_backbone
 from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
-from neuroadda.training.pretrain import trainer_for
+from neuroadda.tracking import card_checksums, make_logger
+from neuroadda.training.pretrain import track_result, trainer_for
 
 
 def sample_volumes(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray]) -> list[LabelledVolume]:
@@ -81,7 +82,13 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     ds = SamplesPatchDataset(train, patch, normalizer, length=fc.max_steps * fc.batch_size, seed=seed,
                              augment=build_augment(cfg.augment, patch))
     loader = DataLoader(ds, batch_size=fc.batch_size, shuffle=False, num_workers=0)
-    trainer = trainer_for(fc, out_dir, progress=progress, has_val=False)
+    card = target.card.model_dump(mode="json") if target.card is not None else None
+    logger = make_logger(fc.logger, out_dir, name=f"{'scratch' if scratch else 'finetune'}-{target.name}-{out_dir.parent.name}",
+                         tags=["scratch" if scratch else "finetuned"],
+                         config={**cfg.model_dump(mode="json"), "target": target.name, "init": "scratch" if scratch
+                                 else str(backbone), "n_samples": len(boxes), "seed": seed, "card": card,
+                                 "checksums": card_checksums(card)})
+    trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
@@ -94,7 +101,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     out_meta = {
         "kind": "scratch" if scratch else "finetuned",
         "source": meta.get("source"), "init": "scratch" if scratch else str(backbone),
-        "target": target.name, "card": target.card.model_dump(mode="json") if target.card is not None else None,
+        "target": target.name, "card": card,
         "config": cfg.model_dump(mode="json"), "seed": seed,
         "voxel_size": list(target.voxel_size), "patch_size": list(patch),
         "normalization": meta.get("normalization", "zscore"), "labels_kind": target.labels_kind,
@@ -104,6 +111,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         "steps": int(trainer.global_step), "resumed_from_step": resumed, "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
     }
     path = save_backbone(out_dir / "model.pt", net, out_meta)
+    track_result(logger, net, regions[0][0], normalizer, patch, table, threshold, target.labels_kind)
     resume.clear(out_dir)
     return path
 

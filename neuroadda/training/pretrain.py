@@ -20,6 +20,7 @@ from neuroadda.errors import InputError
 from neuroadda.models.unet import build_unet
 from neuroadda.segmentation.threshold import threshold_table
 from neuroadda.training.checkpoint import save_backbone
+from neuroadda.tracking import card_checksums, finish, log_slices, log_summary, make_logger
 from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
 
@@ -34,11 +35,11 @@ def cap_box(box: Box, max_voxels: int) -> Box:
     return tuple(slice(a, a + n) for a, n in zip(starts, sizes))
 
 
-def trainer_for(tc: TrainConfig, out_dir: Path, *, progress: bool = True, has_val: bool = True) -> pl.Trainer:
-    """A Lightning Trainer from a ``train`` / ``finetune`` section (accelerator 'auto' uses CUDA when present)."""
-    from pytorch_lightning.loggers import CSVLogger
-
-    logger = CSVLogger(str(out_dir), name="logs") if tc.logger == "csv" else False
+def trainer_for(tc: TrainConfig, out_dir: Path, *, progress: bool = True, has_val: bool = True, logger=None) -> pl.Trainer:
+    """A Lightning Trainer from a ``train`` / ``finetune`` section (accelerator 'auto' uses CUDA when present).
+    ``logger``: a Lightning logger (default: CSV or none, from ``tc.logger``)."""
+    if logger is None:
+        logger = make_logger(tc.logger, out_dir, name=Path(out_dir).name)
     from neuroadda.training.resume import checkpoint_callback
 
     ckpt = checkpoint_callback(out_dir, tc.checkpoint_every)
@@ -67,7 +68,11 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
     module = AffinityModule(net=net.hparams, bce=cfg.loss.bce, dice_weight=cfg.loss.dice_weight, lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay, max_steps=cfg.train.max_steps)
     has_val = dm.val_box is not None and cfg.train.val_patches > 0 and len(dm.val_dataloader()) > 0
-    trainer = trainer_for(cfg.train, out_dir, progress=progress, has_val=has_val)
+    logger = make_logger(cfg.train.logger, out_dir, name=f"pretrain-{vol.name}", tags=["pretrain"],
+                         config={**cfg.model_dump(mode="json"), "source": vol.name,
+                                 "card": vol.card.model_dump(mode="json") if vol.card is not None else None,
+                                 "checksums": card_checksums(vol.card.model_dump(mode="json") if vol.card else None)})
+    trainer = trainer_for(cfg.train, out_dir, progress=progress, has_val=has_val, logger=logger)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
@@ -76,7 +81,8 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
 
     box = dm.val_box if dm.val_box is not None else dm.train_box
     box = cap_box(box, cfg.train.max_val_voxels)
-    threshold, table = threshold_table(net, [(vol.raw.read(box), vol.labels.read(box))], dm.normalizer,
+    box_raw = vol.raw.read(box)
+    threshold, table = threshold_table(net, [(box_raw, vol.labels.read(box))], dm.normalizer,
                                        cfg.train.thresholds, cfg.data.patch_size, labels_kind=vol.labels_kind,
                                        progress=progress)
     meta = {
@@ -97,5 +103,21 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
         "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
     }
     path = save_backbone(out_dir / "model.pt", net, meta)
+    track_result(logger, net, box_raw, dm.normalizer, cfg.data.patch_size, table, threshold, vol.labels_kind)
     resume.clear(out_dir)
     return path
+
+
+def track_result(logger, net, raw, normalizer, patch, table, threshold, labels_kind) -> None:
+    """Send the chosen threshold's VI (split, merge) and a raw / affinity / segmentation slice to the logger."""
+    if not logger:
+        return
+    best = next(r for r in table if r["threshold"] == threshold)
+    log_summary(logger, {f"threshold/{k}": v for k, v in best.items()})
+    if type(logger).__name__ == "WandbLogger":
+        from neuroadda.segmentation.agglomerate import segment
+        from neuroadda.segmentation.threshold import TWO_D, predict_region
+
+        affs = predict_region(net, raw, normalizer, patch, labels_kind=labels_kind)
+        log_slices(logger, "validation", raw, affs, segment(affs, threshold, per_slice=labels_kind == TWO_D))
+    finish(logger)

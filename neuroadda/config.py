@@ -57,6 +57,8 @@ class TrainConfig(_Strict):
     val_patches: int = Field(8, ge=0)
     accelerator: str = "auto"
     devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = Field("auto", description="Lightning strategy; 'ddp' for several devices or nodes")
     precision: Literal["32", "32-true", "16-mixed", "bf16-mixed"] = "32"
     thresholds: list[float] = Field([0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                                     description="waterz thresholds tried on the validation slab")

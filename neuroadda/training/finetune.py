@@ -88,12 +88,14 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
                          config={**cfg.model_dump(mode="json"), "target": target.name, "init": "scratch" if scratch
                                  else str(backbone), "n_samples": len(boxes), "seed": seed, "card": card,
                                  "checksums": card_checksums(card)})
-    trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger)
+    trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger, norm=meta["net"].get("norm", "instance"))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         warnings.filterwarnings("ignore", ".*validation_step.*val_dataloader.*")
         resumed = resume.fit(trainer, module, out_dir, train_dataloaders=loader)
+    if not trainer.is_global_zero:  # DDP: rank 0 alone chooses the threshold and writes the checkpoint
+        return out_dir / "model.pt"
     net = module.net.cpu().eval()
     regions = [(v.raw.read(_full(v)), v.labels.read(_full(v))) for v in val]
     threshold, table = threshold_table(net, regions, normalizer, fc.thresholds, patch,
@@ -108,7 +110,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         "threshold": threshold, "threshold_table": table,
         "threshold_region": "validation samples" if n_val else "training samples",
         "samples": [[[s.start, s.stop] for s in b] for b in boxes], "n_train": len(train), "n_val": n_val,
-        "steps": int(trainer.global_step), "resumed_from_step": resumed, "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
+        "steps": int(trainer.global_step), "resumed_from_step": resumed, "world_size": int(trainer.world_size), "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
     }
     path = save_backbone(out_dir / "model.pt", net, out_meta)
     track_result(logger, net, regions[0][0], normalizer, patch, table, threshold, target.labels_kind)

@@ -35,7 +35,8 @@ def cap_box(box: Box, max_voxels: int) -> Box:
     return tuple(slice(a, a + n) for a, n in zip(starts, sizes))
 
 
-def trainer_for(tc: TrainConfig, out_dir: Path, *, progress: bool = True, has_val: bool = True, logger=None) -> pl.Trainer:
+def trainer_for(tc: TrainConfig, out_dir: Path, *, progress: bool = True, has_val: bool = True, logger=None,
+                norm: str = "instance") -> pl.Trainer:
     """A Lightning Trainer from a ``train`` / ``finetune`` section (accelerator 'auto' uses CUDA when present).
     ``logger``: a Lightning logger (default: CSV or none, from ``tc.logger``)."""
     if logger is None:
@@ -43,8 +44,12 @@ def trainer_for(tc: TrainConfig, out_dir: Path, *, progress: bool = True, has_va
     from neuroadda.training.resume import checkpoint_callback
 
     ckpt = checkpoint_callback(out_dir, tc.checkpoint_every)
+    several = tc.num_nodes > 1 or (isinstance(tc.devices, int) and tc.devices > 1)
+    on_gpu = torch.cuda.is_available() and tc.accelerator in ("auto", "gpu", "cuda")
+    sync_bn = several and norm == "batch" and on_gpu  # small per-device batches: statistics over all GPUs
     return pl.Trainer(
-        callbacks=[ckpt] if ckpt else None, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices, precision=tc.precision,
+        callbacks=[ckpt] if ckpt else None, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,
+        num_nodes=tc.num_nodes, strategy=tc.strategy, sync_batchnorm=sync_bn, precision=tc.precision,
         logger=logger, enable_checkpointing=ckpt is not None, enable_progress_bar=progress, enable_model_summary=False,
         val_check_interval=min(tc.val_every_n_steps, tc.max_steps) if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
@@ -72,11 +77,13 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
                          config={**cfg.model_dump(mode="json"), "source": vol.name,
                                  "card": vol.card.model_dump(mode="json") if vol.card is not None else None,
                                  "checksums": card_checksums(vol.card.model_dump(mode="json") if vol.card else None)})
-    trainer = trainer_for(cfg.train, out_dir, progress=progress, has_val=has_val, logger=logger)
+    trainer = trainer_for(cfg.train, out_dir, progress=progress, has_val=has_val, logger=logger, norm=cfg.model.norm)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         resumed = resume.fit(trainer, module, out_dir, datamodule=dm)
+    if not trainer.is_global_zero:  # DDP: rank 0 alone chooses the threshold and writes the checkpoint
+        return out_dir / "model.pt"
     net = module.net.cpu().eval()
 
     box = dm.val_box if dm.val_box is not None else dm.train_box
@@ -99,7 +106,7 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
         "threshold_table": table,
         "threshold_region": [[s.start, s.stop] for s in box],
         "threshold_region_is_validation": dm.val_box is not None,
-        "steps": int(trainer.global_step), "resumed_from_step": resumed,
+        "steps": int(trainer.global_step), "resumed_from_step": resumed, "world_size": int(trainer.world_size),
         "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
     }
     path = save_backbone(out_dir / "model.pt", net, meta)

@@ -27,6 +27,8 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr")
     s.add_argument("--threshold", type=float, default=None,
                    help="waterz merge threshold (default: the one the checkpoint chose on validation data)")
+    s.add_argument("--fragments", choices=("watershed", "waterz"), default="watershed",
+                   help="supervoxels to agglomerate: distance-transform watershed (default) or waterz's own")
     s.set_defaults(func=run_segment)
 
 
@@ -43,6 +45,7 @@ def run_predict(args) -> int:
 def run_segment(args) -> int:
     from neuroadda.segmentation.pipeline import segment_zarr
 
-    out, threshold = segment_zarr(args.affinities, args.out, threshold=args.threshold)
+    out, threshold = segment_zarr(args.affinities, args.out, threshold=args.threshold,
+                                  fragments=None if args.fragments == "waterz" else "watershed")
     print(f"wrote segmentation to {out} (waterz threshold {threshold:.3f})")
     return 0

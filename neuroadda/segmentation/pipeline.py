@@ -22,7 +22,8 @@ def write_zarr(path: str | Path, data: np.ndarray, attrs: dict, chunks=(64, 64, 
     return Path(path)
 
 
-def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | None = None) -> tuple[Path, float]:
+def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | None = None,
+                 fragments: str | None = "watershed") -> tuple[Path, float]:
     """Agglomerate the (3, z, y, x) affinities at ``affinities`` (threshold from its attrs if not given)."""
     from neuroadda.segmentation.agglomerate import segment
 
@@ -36,7 +37,8 @@ def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | 
     if not 0.0 < float(threshold) < 1.0:
         raise InputError(f"threshold must be in (0, 1), got {threshold}")
     data = np.asarray(affs[(slice(None),) * 4])
-    seg = segment(data, float(threshold), per_slice=affs.attrs.get("labels_kind") == "2d_instance_per_slice")
+    seg = segment(data, float(threshold), fragments=fragments,
+                  per_slice=affs.attrs.get("labels_kind") == "2d_instance_per_slice")
     attrs = {k: affs.attrs[k] for k in ("voxel_size_nm", "input", "checkpoint", "labels_kind") if k in affs.attrs}
     attrs.update({"threshold": float(threshold), "affinities": str(affinities)})
     return write_zarr(out, seg, attrs), float(threshold)

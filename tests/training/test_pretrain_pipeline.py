@@ -49,6 +49,11 @@ def test_predict_segment_evaluate(trained, tmp_path, capsys):
     assert out.startswith("wrote segmentation") and "Preparing" not in out  # waterz chatter kept out
     s = zarr.open_array(str(seg), mode="r")
     assert s.shape == (50, 100, 200) and s.dtype == np.uint64
+    # waterz's own initial watershed instead of the distance-transform fragments: another, valid segmentation
+    assert main(["segment", "--affinities", str(affs), "--out", str(tmp_path / "seg_w.zarr"), "--fragments", "waterz"]) == 0
+    sw = zarr.open_array(str(tmp_path / "seg_w.zarr"), mode="r")
+    assert sw.shape == s.shape and sw.dtype == np.uint64 and not np.array_equal(sw[...], s[...])
+    capsys.readouterr()
     assert main(["evaluate", "--seg", str(seg), "--gt", "gala-test", "--json", str(js), "--baselines"]) == 0
     scores = json.loads(js.read_text())
     assert scores["units"] == "bits" and abs(scores["vi"] - scores["vi_split"] - scores["vi_merge"]) < 1e-9

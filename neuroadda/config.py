@@ -159,6 +159,7 @@ class ExperimentConfig(_Strict):
     budgets: list[int] = Field([4], min_length=1)
     strategies: list[str] = Field(["median-uncertainty"], min_length=1)
     seeds: int = Field(3, ge=1)
+    all_sources: bool = Field(False, description="fine-tune from every source too (Spearman of MMD² vs VI)")
     adapt_config: str | None = Field(None, description="adapt config YAML (default configs/adapt.yaml)")
     out: str = "runs/experiment"
     resources: ResourcesConfig = ResourcesConfig()

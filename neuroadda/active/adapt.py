@@ -82,15 +82,19 @@ def _heldout(vol, box):
 
 
 def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | Path, *, n: int,
-          seeds: list[int], rounds: int = 1, progress: bool = True, echo=partial(print, flush=True)) -> dict:
-    """Run (or resume) the whole method; returns the report (also written to ``out/report.json``)."""
+          seeds: list[int], rounds: int = 1, all_sources: bool = False, progress: bool = True,
+          echo=partial(print, flush=True)) -> dict:
+    """Run (or resume) the whole method; returns the report (also written to ``out/report.json``).
+
+    ``all_sources``: also fine-tune from every other source's backbone on the same samples (arms
+    ``from:<source>``), so the report can say whether the MMD² ranking predicts the VI after fine-tuning."""
     from neuroadda.active.annotations import sample_labels
     from neuroadda.active.pool import candidate_pool
     from neuroadda.active.report import build_report, write_report
     from neuroadda.active.samples import load_samples, select_samples, write_samples
     from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
-    from neuroadda.selection.select import EmbedSettings, rank_sources, write_selection
+    from neuroadda.selection.select import EmbedSettings, rank_sources, safe_name, write_selection
     from neuroadda.training.checkpoint import load_backbone
     from neuroadda.training.finetune import finetune
 
@@ -102,8 +106,9 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
         raise InputError(f"{target}: adapt scores the held-out region against the target's labels (oracle mode), "
                          "and this volume has none; for new data use select-samples, annotate, then finetune")
     check_settings(out, {"target": target, "backbones": {s: str(p) for s, p in backbones.items()}, "n": n,
-                         "seeds": list(seeds), "rounds": rounds, "config": cfg.model_dump(mode="json")})
-    steps = Steps(2 + len(seeds) * rounds * 5, echo)
+                         "seeds": list(seeds), "rounds": rounds, "all_sources": all_sources,
+                         "config": cfg.model_dump(mode="json")})
+    steps = Steps(2 + len(seeds) * rounds * (5 + (2 * (len(backbones) - 1) if all_sources else 0)), echo)
     sc = cfg.select_source
     settings = EmbedSettings(n_patches=sc.patches, seed=cfg.seed, pooling=sc.pooling, space=sc.space)
     steps.run(f"select-source among {len(backbones)} backbones", out / "select" / "selection.json",
@@ -121,7 +126,10 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     steps.run(f"zero-shot {best} on the held-out region", out / "zero_shot" / "eval.json",
               partial(evaluate_heldout, ckpt, vol, holdout, normalizer, out / "zero_shot" / "eval.json"))
 
-    per_round = [{"n_total": n * r, "arms": {"finetuned": [], "scratch": []}} for r in range(1, rounds + 1)]
+    arms = {"finetuned": (ckpt, False, f"fine-tune from {best}"), "scratch": (ckpt, True, "train from scratch")}
+    if all_sources:
+        arms.update({f"from:{src}": (Path(p), False, f"fine-tune from {src}") for src, p in backbones.items() if src != best})
+    per_round = [{"n_total": n * r, "arms": {a: [] for a in arms}} for r in range(1, rounds + 1)]
     for seed in seeds:
         picked: list = []
         names: list = []
@@ -136,15 +144,14 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
             picked += rec["boxes"]
             names += [s["name"] for s in rec["samples"]]
             labels = sample_labels(vol, picked, names)
-            for arm in ("finetuned", "scratch"):
-                what = f"fine-tune from {best}" if arm == "finetuned" else "train from scratch"
-                steps.run(f"{tag}: {what} on {len(picked)} samples ({cfg.finetune.max_steps} steps)",
-                          d / arm / "model.pt",
-                          partial(finetune, vol, list(picked), labels, ckpt, cfg, d / arm, scratch=arm == "scratch",
-                                  seed=seed, normalizer=normalizer, progress=progress))
-                steps.run(f"{tag}: evaluate {arm} on the held-out region", d / arm / "eval.json",
-                          partial(evaluate_heldout, d / arm / "model.pt", vol, holdout, normalizer, d / arm / "eval.json"))
-                per_round[r - 1]["arms"][arm].append(json.loads((d / arm / "eval.json").read_text()))
+            for arm, (init, scratch, what) in arms.items():
+                a = d / safe_name(arm)
+                steps.run(f"{tag}: {what} on {len(picked)} samples ({cfg.finetune.max_steps} steps)", a / "model.pt",
+                          partial(finetune, vol, list(picked), labels, init, cfg, a, scratch=scratch, seed=seed,
+                                  normalizer=normalizer, progress=progress))
+                steps.run(f"{tag}: evaluate {arm} on the held-out region", a / "eval.json",
+                          partial(evaluate_heldout, a / "model.pt", vol, holdout, normalizer, a / "eval.json"))
+                per_round[r - 1]["arms"][arm].append(json.loads((a / "eval.json").read_text()))
             scorer = load_backbone(d / "finetuned" / "model.pt")[0] if r < rounds else None
 
     report = build_report(target=target, source=best, n=n, strategy=cfg.active.strategy, seeds=list(seeds),

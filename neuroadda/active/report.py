@@ -41,11 +41,31 @@ def build_report(*, target: str, source: str, n: int, strategy: str, seeds: list
         summarized.append({"round": r, "n_total": rd["n_total"], "arms": arms,
                            "vi_reduction_pct": reduction_pct(arms["finetuned"], arms["scratch"])})
     last = summarized[-1]
+    others = {a.split(":", 1)[1]: arm_summary(v) for a, v in rounds[-1]["arms"].items() if a.startswith("from:")}
     return {"target": target, "source": source, "n": n, "strategy": strategy, "seeds": list(seeds),
             "arms": last["arms"], "vi_reduction_pct": last["vi_reduction_pct"],
             "zero_shot": zero_shot, "rounds": summarized,
+            "per_source": per_source(selection, source, last["arms"]["finetuned"], others) if others else None,
             "mmd_ranking": [{k: r[k] for k in ("source", "mmd2", "p_value")} for r in selection["ranking"]],
             "vi_units": "bits; split = H(seg|gt), merge = H(gt|seg); gt label 0 ignored"}
+
+
+def per_source(selection: dict, best: str, finetuned: dict, others: dict) -> dict:
+    """Fine-tuned VI from every source next to its MMD², and their Spearman correlation (positive = the closer
+    source by MMD² also reaches the lower VI, i.e. MMD² predicts transfer)."""
+    from scipy.stats import spearmanr
+
+    vi = {best: finetuned, **others}
+    rows = [{"source": r["source"], "mmd2": r["mmd2"], "vi": vi[r["source"]]["vi"],
+             "vi_mean": vi[r["source"]]["vi_mean"], "vi_sd": vi[r["source"]]["vi_sd"]}
+            for r in selection["ranking"] if r["source"] in vi]
+    rho = p = None
+    if len(rows) >= 3:
+        res = spearmanr([r["mmd2"] for r in rows], [r["vi_mean"] for r in rows])
+        rho, p = float(res.statistic), float(res.pvalue)
+    return {"sources": rows, "spearman_mmd2_vs_vi": rho, "spearman_p": p,
+            "note": "Spearman needs at least 3 sources" if rho is None else
+                    "rho > 0: smaller MMD² went with lower fine-tuned VI"}
 
 
 def _pm(arm: dict, m: str) -> str:
@@ -69,6 +89,12 @@ def markdown(report: dict) -> str:
         z = report["zero_shot"]
         lines.append(f"| 0 | zero-shot {report['source']} | {z['vi']:.3f} | {z['vi_split']:.3f} | {z['vi_merge']:.3f} "
                      f"| {z['adapted_rand']:.3f} | |")
+    if report.get("per_source"):
+        ps = report["per_source"]
+        lines += ["", "| fine-tuned from | MMD² | VI after fine-tuning |", "|---|---|---|"]
+        lines += [f"| {r['source']} | {r['mmd2']:.4f} | {r['vi_mean']:.3f} ± {r['vi_sd']:.3f} |" for r in ps["sources"]]
+        if ps["spearman_mmd2_vs_vi"] is not None:
+            lines += ["", f"Spearman (MMD² vs fine-tuned VI): {ps['spearman_mmd2_vs_vi']:.2f} (p = {ps['spearman_p']:.2f})"]
     return "\n".join(lines) + "\n"
 
 

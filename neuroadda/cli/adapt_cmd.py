@@ -66,6 +66,9 @@ def register(sub) -> None:
     a.add_argument("--n", type=int, default=4, help="samples per round (default: %(default)s)")
     a.add_argument("--seeds", type=int, default=3, help="number of seeds (default: %(default)s)")
     a.add_argument("--rounds", type=int, default=1, help="active-learning rounds, n new samples each (default: 1)")
+    a.add_argument("--all-sources", action="store_true",
+                   help="also fine-tune from every other source on the same samples: does the MMD² ranking predict "
+                        "the VI after fine-tuning? (Spearman in the report)")
     a.add_argument("--out", default="runs/adapt", help="output folder (default: %(default)s)")
     _add_config(a)
     a.set_defaults(func=run_adapt)
@@ -124,7 +127,7 @@ def run_adapt(args) -> int:
     cfg = _config(args)
     backbones = backbones_from_args(args, args.sources, args.out)
     rep = adapt(args.target, backbones, cfg, args.out, n=args.n, seeds=[cfg.seed + i for i in range(args.seeds)],
-                rounds=args.rounds, progress=not args.quiet)
+                rounds=args.rounds, all_sources=args.all_sources, progress=not args.quiet)
     from neuroadda.active.report import markdown
 
     print(markdown(rep))

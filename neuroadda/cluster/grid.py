@@ -34,6 +34,8 @@ class Task:
             args += ["--backbones", cfg.backbones]
         if cfg.adapt_config:
             args += ["--config", cfg.adapt_config]
+        if cfg.all_sources:
+            args.append("--all-sources")
         return args
 
 
@@ -75,7 +77,7 @@ def aggregate(cfg: ExperimentConfig, *, require_all: bool = False) -> dict:
     from neuroadda.active.report import mean_sd
     from neuroadda.errors import InputError
 
-    rows, missing = {}, []
+    rows, missing, transfer = {}, [], {}
     for t in tasks(cfg):
         rep = Path(t.out) / "report.json"
         if not rep.is_file():
@@ -86,6 +88,10 @@ def aggregate(cfg: ExperimentConfig, *, require_all: bool = False) -> dict:
         row = rows.setdefault(key, {"target": t.target, "n": t.n, "strategy": t.strategy, "seeds": [],
                                     "source": r["source"], "finetuned": [], "scratch": []})
         row["seeds"].append(t.seed)
+        for ps in (r.get("per_source") or {}).get("sources", []):
+            src = transfer.setdefault(t.target, {}).setdefault(ps["source"], {"mmd2": [], "vi": []})
+            src["mmd2"].append(ps["mmd2"])
+            src["vi"].append(ps["vi_mean"])
         for arm in ("finetuned", "scratch"):
             row[arm].append(r["arms"][arm]["vi"][0])
     if require_all and missing:
@@ -99,12 +105,29 @@ def aggregate(cfg: ExperimentConfig, *, require_all: bool = False) -> dict:
         row["vi_reduction_pct"] = 100.0 * (row["scratch_mean"] - row["finetuned_mean"]) / row["scratch_mean"]
         results.append(row)
     out = Path(cfg.out)
-    summary = {"name": cfg.name, "results": results, "missing": missing,
+    summary = {"name": cfg.name, "results": results, "missing": missing, "transfer": transfer_summary(transfer),
                "vi_units": "bits, held-out region, gt label 0 ignored"}
     _write_markdown(summary, out / "results.md")
     plot_vi_vs_n(results, out / "vi_vs_n.png")
     write_json(out / "results.json", summary)
     return summary
+
+
+def transfer_summary(transfer: dict) -> dict:
+    """Per target: each source's mean MMD² and mean fine-tuned VI over tasks, and their Spearman correlation
+    (rho > 0: sources closer by MMD² reached lower VI, i.e. MMD² predicted transfer)."""
+    from scipy.stats import spearmanr
+
+    out = {}
+    for target, sources in transfer.items():
+        rows = [{"source": s, "mmd2": float(np.mean(v["mmd2"])), "vi": float(np.mean(v["vi"])), "tasks": len(v["vi"])}
+                for s, v in sorted(sources.items())]
+        rho = p = None
+        if len(rows) >= 3:
+            res = spearmanr([r["mmd2"] for r in rows], [r["vi"] for r in rows])
+            rho, p = float(res.statistic), float(res.pvalue)
+        out[target] = {"sources": rows, "spearman_mmd2_vs_vi": rho, "spearman_p": p}
+    return out
 
 
 def _write_markdown(summary: dict, path: Path) -> None:
@@ -115,6 +138,11 @@ def _write_markdown(summary: dict, path: Path) -> None:
         lines.append(f"| {r['target']} | {r['source']} | {r['n']} | {r['strategy']} | {len(r['seeds'])} | "
                      f"{r['finetuned_mean']:.3f} ± {r['finetuned_sd']:.3f} | {r['scratch_mean']:.3f} ± "
                      f"{r['scratch_sd']:.3f} | {r['vi_reduction_pct']:.1f}% |")
+    for target, t in summary["transfer"].items():
+        lines += ["", f"Transfer to {target}: " + ", ".join(f"{r['source']} MMD² {r['mmd2']:.3f} -> VI {r['vi']:.3f}"
+                                                          for r in t["sources"])
+                  + ("" if t["spearman_mmd2_vs_vi"] is None else f"; Spearman {t['spearman_mmd2_vs_vi']:.2f} "
+                                                                  f"(p = {t['spearman_p']:.2f})")]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")

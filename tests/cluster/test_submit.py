@@ -111,3 +111,32 @@ def test_submit_to_real_slurm_runs_the_grid_and_aggregates(slurm, tmp_path, caps
     assert len(logs) == 3  # two array elements + the aggregation job
     assert (Path(cfg["out"]) / "vi_vs_n.png").exists()
     assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_experiment_locally_with_all_sources_measures_transfer(tmp_path, capsys):
+    """The grid run here: aggregated VI per (n, arm) and, per target, Spearman of MMD² vs fine-tuned VI."""
+    from scipy.stats import rankdata
+
+    path, cfg = _experiment(tmp_path, weird=False, budgets=(1,))
+    d = Path(cfg["targets"][0]).parent
+    extra = [_volume(d / "src2.h5", 2, dark=True), _volume(d / "src3.h5", 3)]
+    for i, s in enumerate(extra, 2):
+        _backbone(Path(cfg["backbones"]) / Path(s).name / "model.pt", i)
+    cfg.update(sources=cfg["sources"] + extra, all_sources=True)
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["experiment", "--config", str(path)]) == 0
+    res = json.loads((Path(cfg["out"]) / "results.json").read_text())
+    (row,) = res["results"]
+    assert row["n"] == 1 and len(row["finetuned"]) == len(row["scratch"]) == 1
+    rep = json.loads(next(Path(cfg["out"]).rglob("report.json")).read_text())
+    ps = rep["per_source"]
+    assert [r["source"] for r in ps["sources"]] == [r["source"] for r in rep["mmd_ranking"]]
+    assert next(r for r in ps["sources"] if r["source"] == rep["source"])["vi_mean"] == rep["arms"]["finetuned"]["vi_mean"]
+    t = res["transfer"][cfg["targets"][0]]
+    assert len(t["sources"]) == 3
+    rx, ry = rankdata([r["mmd2"] for r in t["sources"]]), rankdata([r["vi"] for r in t["sources"]])
+    expected = 1 - 6 * sum((rx - ry) ** 2) / (3 * (3 ** 2 - 1)) if len(set(ry)) == 3 else None
+    if expected is not None:  # no ties: Spearman's closed form
+        assert t["spearman_mmd2_vs_vi"] == pytest.approx(expected)
+    assert "Transfer to" in (Path(cfg["out"]) / "results.md").read_text()
+    assert "| 1 | median-uncertainty | 1 |" in capsys.readouterr().out

@@ -46,3 +46,23 @@ def test_adapt_with_wandb_writes_offline_runs_with_metrics(tmp_path, monkeypatch
     rep = json.loads((out / "report.json").read_text())
     assert adapt[0]["vi_reduction_pct"] == pytest.approx(rep["vi_reduction_pct"])
     assert adapt[0]["scratch/vi_mean"] == pytest.approx(rep["arms"]["scratch"]["vi_mean"])
+
+
+def test_select_source_and_evaluate_log_offline_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    target, src = _volume(tmp_path / "t.h5", 0), _volume(tmp_path / "s.h5", 1)
+    bb = _backbone(tmp_path / "bb.pt", 0)
+    assert main(["select-source", "--target", target, "--sources", src, "--backbone", f"{src}={bb}", "--patches", "8",
+                 "--permutations", "20", "--out", str(tmp_path / "sel"), "--logger", "wandb", "--quiet"]) == 0
+    (run,) = [read_offline_run(r) for r in (tmp_path / "sel").rglob("offline-run-*")]
+    sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert run["summary"][f"mmd2/{src}"] == pytest.approx(sel["ranking"][0]["mmd2"])
+    assert run["config"]["neuroadda"]["target"] == target
+    # a segmentation equal to the ground truth: VI 0 in the evaluation run's summary
+    assert main(["evaluate", "--seg", f"{target}:labels", "--gt", target, "--json", str(tmp_path / "ev" / "s.json"),
+                 "--logger", "wandb"]) == 0
+    (run,) = [read_offline_run(r) for r in (tmp_path / "ev").rglob("offline-run-*")]
+    assert run["summary"]["segmentation/vi"] == pytest.approx(0.0, abs=1e-9)
+    assert "segmentation/vi_split" in run["summary"] and "segmentation/vi_merge" in run["summary"]

@@ -51,3 +51,20 @@ def backbones_from_args(args, sources: list[str], out) -> dict:
             print(f"pretraining a backbone for {s} ...")
             backbones[s] = pretrain(s, cfg, root / safe_name(s), progress=not getattr(args, "quiet", False))
     return backbones
+
+
+def add_logger_arg(p, default: str = "none") -> None:
+    p.add_argument("--logger", choices=("csv", "wandb", "none"), default=default,
+                   help="also record this run with a tracking logger (wandb: offline without an API key; "
+                        "default: %(default)s)")
+
+
+def track_run(kind: str, out_dir, name: str, config: dict, metrics: dict, tags=()) -> None:
+    """One short tracking run holding ``config`` and summary ``metrics`` (for selection and evaluation)."""
+    if kind == "none":
+        return
+    from neuroadda.tracking import finish, log_summary, make_logger
+
+    logger = make_logger(kind, out_dir, name=name, config=config, tags=tags)
+    log_summary(logger, metrics)
+    finish(logger)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neuroadda.cli.common import add_logger_arg, track_run
+
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score a segmentation: VI split/merge (bits), adapted Rand",
@@ -17,6 +19,7 @@ def register(sub) -> None:
                    help="also score two trivial baselines: one segment, and connected components of thresholded raw")
     p.add_argument("--raw", default=None, help="raw image for --baselines (default: beside the ground truth)")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    add_logger_arg(p)
     p.set_defaults(func=run)
 
 
@@ -60,4 +63,7 @@ def run(args) -> int:
                  for name, s in rows], ["", "vi_split", "vi_merge", "vi (bits)", "adapted_rand"]))
     if args.json:
         write_json(Path(args.json), result)
+    track_run(args.logger, Path(args.json).parent if args.json else Path(args.seg.split(":")[0]).parent,
+              f"evaluate-{Path(args.seg.split(':')[0]).name}", {"seg": args.seg, "gt": args.gt, "labels_kind": kind},
+              {f"{name}/{k}": v for name, sc in rows for k, v in sc.items()}, tags=["evaluate"])
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroadda.cli.common import add_backbone_args, backbones_from_args
+from neuroadda.cli.common import add_backbone_args, add_logger_arg, backbones_from_args, track_run
 
 
 def register(sub) -> None:
@@ -26,6 +26,7 @@ def register(sub) -> None:
                    help="common voxel size in nm for all volumes (default: the target's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/select", help="output folder (default: %(default)s)")
+    add_logger_arg(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -33,7 +34,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from neuroadda.cli.common import table
     from neuroadda.errors import InputError
-    from neuroadda.selection.select import EmbedSettings, rank_sources, write_selection
+    from neuroadda.selection.select import EmbedSettings, rank_sources, safe_name, write_selection
 
     if args.patches < 4:
         raise InputError(f"--patches must be at least 4, got {args.patches}")
@@ -48,6 +49,10 @@ def run(args) -> int:
     print(table(rows, ["rank", "source", "MMD²", "95% CI", "p-value", "target half vs half"]))
     verdict = "significantly" if sel["best_significantly_closer"] else "not significantly"
     print(f"best source: {sel['best']} ({verdict} closer than the runner-up); wrote {path} and {Path(args.out) / 'mmd.png'}")
+    metrics = {f"mmd2/{r['source']}": r["mmd2"] for r in sel["ranking"]}
+    metrics.update({f"p_value/{r['source']}": r["p_value"] for r in sel["ranking"]})
+    track_run(args.logger, args.out, f"select-source-{safe_name(args.target)}",
+              {"target": args.target, "best": sel["best"], **sel["settings"]}, metrics, tags=["select-source"])
     return 0
 
 

@@ -133,7 +133,8 @@ def plot_samples(record: dict, vol: LabelledVolume, path: str | Path) -> Path:
         box = box_from_json(s["box"])
         mid = (box[0].start + box[0].stop) // 2
         ax.imshow(vol.raw.read((slice(mid, mid + 1), box[1], box[2]))[0], cmap="gray")
-        ax.set_title(f"{s['name']} z={mid} y={box[1].start} x={box[2].start}\nscore {s['score']:.3f}", fontsize=8)
+        ax.set_title(f"{s['name']}: z {box[0].start}-{box[0].stop} (slice {mid} shown),\ny {box[1].start}, x "
+                     f"{box[2].start}; score {s['score']:.3f}", fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)

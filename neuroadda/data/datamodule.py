@@ -26,6 +26,7 @@ class AffinityDataModule(pl.LightningDataModule):
         if vol.labels is None:
             raise InputError(f"{vol.name}: training needs labels")
         self.vol, self.data_cfg, self.train_cfg, self.seed = vol, data_cfg, train_cfg, seed
+        self.offset = 0  # items to skip: set to resumed step x batch size when resuming from a checkpoint
         self.patch = tuple(data_cfg.patch_size)
         check_patch_fits(vol, self.patch)
         train_box, val_box = split_regions(vol.shape, data_cfg.val_fraction) if box is None else (box, None)
@@ -42,7 +43,7 @@ class AffinityDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         n = self.train_cfg.max_steps * self.train_cfg.batch_size
         ds = PatchDataset(self.vol, self.train_box, self.patch, self.normalizer, length=n,
-                          seed=self.seed + 1000 * self._rank(), augment=self.augment)
+                          seed=self.seed + 1000 * self._rank(), augment=self.augment, offset=self.offset)
         return DataLoader(ds, batch_size=self.train_cfg.batch_size, shuffle=False,
                           num_workers=self.data_cfg.num_workers, persistent_workers=self.data_cfg.num_workers > 0)
 

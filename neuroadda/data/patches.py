@@ -56,11 +56,12 @@ class PatchDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, vol: LabelledVolume, box: Box, patch_size, normalizer, *, length: int, seed: int,
-                 augment: Compose | None = None):
+                 augment: Compose | None = None, offset: int = 0):
         if vol.labels is None:
             raise ValueError(f"{vol.name}: training patches need labels")
         self.vol, self.box, self.patch = vol, box, tuple(int(p) for p in patch_size)
         self.norm, self.length, self.seed, self.augment = normalizer, int(length), int(seed), augment
+        self.offset = int(offset)  # item i is item i + offset of the sequence (continuing a resumed run)
 
     def __len__(self) -> int:
         return self.length
@@ -70,6 +71,7 @@ class PatchDataset(torch.utils.data.Dataset):
         return tuple(int(rng.integers(b.start, b.stop - p + 1)) for b, p in zip(self.box, self.patch))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        i += self.offset
         o = self.origin(i)
         sl = tuple(slice(a, a + p) for a, p in zip(o, self.patch))
         image = self.norm(self.vol.raw.read(sl))[None]
@@ -113,16 +115,17 @@ class SamplesPatchDataset(torch.utils.data.Dataset):
     :class:`PatchDataset` does; every sample must be at least ``patch_size``."""
 
     def __init__(self, samples: list[LabelledVolume], patch_size, normalizer, *, length: int, seed: int,
-                 augment: Compose | None = None):
+                 augment: Compose | None = None, offset: int = 0):
         if not samples:
             raise ValueError("no labelled samples to train on")
         self.parts = [PatchDataset(v, tuple(slice(0, n) for n in v.shape), patch_size, normalizer, length=length,
                                    seed=seed + 7919 * k, augment=augment) for k, v in enumerate(samples)]
-        self.length, self.seed = int(length), int(seed)
+        self.length, self.seed, self.offset = int(length), int(seed), int(offset)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        i += self.offset  # a resumed run continues the item sequence where the killed one stopped
         k = int(np.random.default_rng([self.seed, i, 2]).integers(len(self.parts)))
         return self.parts[k][i]

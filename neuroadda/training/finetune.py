@@ -80,7 +80,8 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     if not scratch:
         module.net.load_state_dict(init.state_dict())
     ds = SamplesPatchDataset(train, patch, normalizer, length=fc.max_steps * fc.batch_size, seed=seed,
-                             augment=build_augment(cfg.augment, patch))
+                             augment=build_augment(cfg.augment, patch),
+                             offset=resume.resumed_step(out_dir) * fc.batch_size)
     loader = DataLoader(ds, batch_size=fc.batch_size, shuffle=False, num_workers=0)
     card = target.card.model_dump(mode="json") if target.card is not None else None
     logger = make_logger(fc.logger, out_dir, name=f"{'scratch' if scratch else 'finetune'}-{target.name}-{out_dir.parent.name}",

@@ -70,6 +70,7 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
         raise InputError(f"data.patch_size {tuple(cfg.data.patch_size)} must be a multiple of the network's "
                          f"total stride {stride} (from model.strides)")
     dm = AffinityDataModule(vol, cfg.data, cfg.augment, cfg.train, seed=cfg.seed)
+    dm.offset = resume.resumed_step(out_dir) * cfg.train.batch_size
     module = AffinityModule(net=net.hparams, bce=cfg.loss.bce, dice_weight=cfg.loss.dice_weight, lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay, max_steps=cfg.train.max_steps)
     has_val = dm.val_box is not None and cfg.train.val_patches > 0 and len(dm.val_dataloader()) > 0

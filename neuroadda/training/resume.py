@@ -26,14 +26,25 @@ def last_checkpoint(out_dir: str | Path) -> Path | None:
     return p if p.is_file() else None
 
 
+def resumed_step(out_dir: str | Path) -> int:
+    """The global step of ``out_dir``'s last checkpoint (0 without one): datasets skip step x batch items so a
+    resumed run sees the patches the killed one had not reached yet."""
+    ckpt = last_checkpoint(out_dir)
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0)) if ckpt else 0
+
+
 def fit(trainer, module, out_dir: str | Path, **fit_kwargs) -> int:
     """``trainer.fit`` from ``out_dir``'s last checkpoint when there is one; returns the step resumed from (0 = fresh)."""
+    import warnings
+
     ckpt = last_checkpoint(out_dir)
-    step = 0
+    step = resumed_step(out_dir)
     if ckpt is not None:
-        step = int(torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step", 0))
         print(f"resuming from {ckpt} (step {step})", flush=True)
-    trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None, weights_only=True, **fit_kwargs)
+    with warnings.catch_warnings():
+        # the datasets continue their item sequence themselves (offset = step x batch), see resumed_step
+        warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
+        trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None, weights_only=True, **fit_kwargs)
     return step
 
 

@@ -65,3 +65,13 @@ def test_validation_split_picks_threshold_on_held_back_samples(tmp_path):
     assert meta["kind"] == "finetuned" and meta["steps"] == 2 and meta["patch_size"] == [8, 16, 16]
     init, _ = load_backbone(bb)
     assert any(not torch.equal(a, b) for a, b in zip(net.state_dict().values(), init.state_dict().values()))
+
+
+def test_offset_continues_the_item_sequence():
+    vol = _target()
+    boxes = [(slice(0, 8), slice(0, 16), slice(0, 16)), (slice(8, 16), slice(32, 48), slice(32, 48))]
+    samples = sample_volumes(vol, boxes, [vol.labels.read(b) for b in boxes])
+    full = SamplesPatchDataset(samples, (8, 16, 16), Normalizer("none"), length=20, seed=5)
+    resumed = SamplesPatchDataset(samples, (8, 16, 16), Normalizer("none"), length=20, seed=5, offset=6)
+    for j in range(10):
+        assert torch.equal(resumed[j]["image"], full[j + 6]["image"])

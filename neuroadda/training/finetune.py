@@ -7,7 +7,6 @@ and augmentation; only the initial weights differ. The waterz threshold is chose
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +89,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
                                  else str(backbone), "n_samples": len(boxes), "seed": seed, "card": card,
                                  "checksums": card_checksums(card)})
     trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger, norm=meta["net"].get("norm", "instance"))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*number of training batches.*")
-        warnings.filterwarnings("ignore", ".*validation_step.*val_dataloader.*")
-        resumed = resume.fit(trainer, module, out_dir, train_dataloaders=loader)
+    resumed = resume.fit(trainer, module, out_dir, train_dataloaders=loader)
     if not trainer.is_global_zero:  # DDP: rank 0 alone chooses the threshold and writes the checkpoint
         return out_dir / "model.pt"
     net = module.net.cpu().eval()

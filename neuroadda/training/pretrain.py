@@ -6,7 +6,6 @@ chosen by VI on the held-out validation slab of the training volume (never on da
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +78,7 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
                                  "card": vol.card.model_dump(mode="json") if vol.card is not None else None,
                                  "checksums": card_checksums(vol.card.model_dump(mode="json") if vol.card else None)})
     trainer = trainer_for(cfg.train, out_dir, progress=progress, has_val=has_val, logger=logger, norm=cfg.model.norm)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*number of training batches.*")
-        resumed = resume.fit(trainer, module, out_dir, datamodule=dm)
+    resumed = resume.fit(trainer, module, out_dir, datamodule=dm)
     if not trainer.is_global_zero:  # DDP: rank 0 alone chooses the threshold and writes the checkpoint
         return out_dir / "model.pt"
     net = module.net.cpu().eval()

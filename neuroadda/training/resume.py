@@ -44,6 +44,10 @@ def fit(trainer, module, out_dir: str | Path, **fit_kwargs) -> int:
     with warnings.catch_warnings():
         # the datasets continue their item sequence themselves (offset = step x batch), see resumed_step
         warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")
+        # our loaders are in-process and epoch-less by design; fine-tuning has no validation loop
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*number of training batches.*")
+        warnings.filterwarnings("ignore", ".*validation_step.*val_dataloader.*")
         trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None, weights_only=True, **fit_kwargs)
     return step
 

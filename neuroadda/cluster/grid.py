@@ -7,7 +7,6 @@ parallel as SLURM array elements, or again after a preemption.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -171,7 +170,3 @@ def plot_vi_vs_n(results: list[dict], path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def python_executable() -> str:
-    return sys.executable

@@ -105,37 +105,23 @@ def finish(logger) -> None:
         wandb.finish()
 
 
-def read_offline_run(run_dir: str | Path) -> dict:
+def read_offline_run(run_dir: str | Path, timeout: float = 60.0) -> dict:
     """Summary, config and logged history keys of an offline W&B run, read from its ``run-*.wandb`` log
     (LevelDB-style: a 7-byte ':W&B' header, 32 KiB blocks of records <crc32, length, type> + protobuf bytes),
-    so an offline run can be checked without syncing it."""
+    so an offline run can be checked without syncing it. wandb-core may still be flushing the log after
+    ``wandb.finish()`` returns, so this waits up to ``timeout`` s for the run's closing ``exit`` record."""
     import json
-    import struct
-
-    from wandb.proto import wandb_internal_pb2 as pb
+    import time
 
     files = sorted(Path(run_dir).glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"{run_dir}: no run-*.wandb file")
-    data = files[0].read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{files[0]}: not a W&B run log")
-    pos, block, chunks, records = 7, 32768, [], []
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # block trailer too small for a header: skip to the next block
-            pos += block - pos % block
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk = data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind == 0 and length == 0:
-            continue
-        chunks.append(chunk)
-        if kind in (1, 4):  # FULL or LAST
-            rec = pb.Record()
-            rec.ParseFromString(b"".join(chunks))
-            records.append(rec)
-            chunks = []
+    deadline = time.monotonic() + timeout
+    while True:
+        records = _wandb_records(files[0])
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     out = {"summary": {}, "config": {}, "history_keys": set()}
     for rec in records:
         kind = rec.WhichOneof("record_type")
@@ -148,3 +134,33 @@ def read_offline_run(run_dir: str | Path) -> dict:
         elif kind == "history":
             out["history_keys"].update(item.key or "/".join(item.nested_key) for item in rec.history.item)
     return out
+
+
+def _wandb_records(path: Path) -> list:
+    """The complete protobuf records of one ``run-*.wandb`` log (a record still being written is left out)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path}: not a W&B run log")
+    pos, block, chunks, records = 7, 32768, [], []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer too small for a header: skip to the next block
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):
+            break
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        chunks.append(chunk)
+        if kind in (1, 4):  # FULL or LAST
+            rec = pb.Record()
+            rec.ParseFromString(b"".join(chunks))
+            records.append(rec)
+            chunks = []
+    return records

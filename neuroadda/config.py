@@ -137,6 +137,22 @@ class AdaptConfig(_Strict):
     select_source: SelectSourceConfig = SelectSourceConfig()
 
 
+class DemoConfig(_Strict):
+    """``configs/demo.yaml``: ``neuroadda demo``, the whole method on the bundled crops in minutes on a CPU.
+
+    The small source backbones ship in ``backbones`` (``<source>.pt``); ``neuroadda demo --retrain`` rebuilds
+    them with ``pretrain`` (ssTEM sources resampled to ``resample[source]`` nm first)."""
+
+    target: str = "neuroproof"
+    sources: list[str] = Field(min_length=2)
+    backbones: str = Field("datasets/backbones", description="folder of <source>.pt, relative to the repository")
+    n: int = Field(4, ge=1, description="samples to annotate (oracle labels from the target's ground truth)")
+    resample: dict[str, tuple[float, float, float]] = Field(
+        {}, description="(z, y, x) nm each source is resampled to for pretraining; absent = as stored")
+    pretrain: PretrainConfig = PretrainConfig()
+    adapt: AdaptConfig = AdaptConfig()
+
+
 class ResourcesConfig(_Strict):
     """SLURM resources per array task (``neuroadda submit``); null = the cluster's default."""
 

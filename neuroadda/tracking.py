@@ -84,10 +84,9 @@ def log_slices(logger, key: str, raw: np.ndarray, affs: np.ndarray | None = None
         images.append(_to_uint8(affs[:, z].mean(0)))
         captions.append("mean affinity")
     if seg is not None:
-        rng = np.random.default_rng(0)
-        ids, inv = np.unique(seg[z], return_inverse=True)
-        colors = rng.integers(0, 256, (len(ids), 3), dtype=np.uint8)
-        images.append(colors[inv.reshape(seg[z].shape)])
+        from neuroadda.report import label_colors
+
+        images.append(label_colors(seg[z]))
         captions.append("segmentation")
     logger.log_image(key=key, images=images, caption=captions)
 

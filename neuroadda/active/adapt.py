@@ -13,6 +13,9 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
+from neuroadda.active.report import plot_heldout
 from neuroadda.config import AdaptConfig
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
@@ -26,6 +29,7 @@ class Steps:
     def __init__(self, total: int, echo=partial(print, flush=True)):
         self.i, self.total, self.echo = 0, total, echo
         self.ran, self.skipped = [], []
+        self.seconds: dict[str, float] = {}  # wall time of every step run (not skipped) by this process
 
     def run(self, label: str, output: Path, fn) -> Path:
         self.i += 1
@@ -40,7 +44,8 @@ class Steps:
         if not Path(output).exists():
             raise RuntimeError(f"step '{label}' did not write {output}")
         self.ran.append(label)
-        self.echo(f"{head}: done in {time.perf_counter() - t0:.0f} s")
+        self.seconds[label] = round(time.perf_counter() - t0, 2)
+        self.echo(f"{head}: done in {self.seconds[label]:.0f} s")
         return Path(output)
 
 
@@ -58,18 +63,22 @@ def check_settings(out: Path, settings: dict) -> None:
 
 
 def evaluate_heldout(ckpt: Path, vol, box, normalizer, out: Path, *, threshold: float | None = None) -> Path:
-    """Predict the held-out ``box`` with checkpoint ``ckpt``, segment at its threshold, write VI to ``out``."""
+    """Predict the held-out ``box`` with checkpoint ``ckpt``, segment at its threshold, write VI to ``out``
+    and the middle z slice of the segmentation (y, x) to ``heldout_slice.npz`` beside it (for figures)."""
+    from neuroadda.report import save_npz
     from neuroadda.segmentation.threshold import threshold_table
     from neuroadda.training.checkpoint import load_backbone
 
     net, meta = load_backbone(ckpt)
     t = float(threshold if threshold is not None else meta["threshold"])
     raw, gt = _heldout(vol, box)
-    _, rows = threshold_table(net, [(raw, gt)], normalizer, [t], meta["patch_size"], labels_kind=vol.labels_kind)
+    _, rows = threshold_table(net, [(raw, gt)], normalizer, [t], meta["patch_size"], labels_kind=vol.labels_kind,
+                              keep=lambda _i, _t, seg: save_npz(Path(out).with_name(SLICE), seg=seg[seg.shape[0] // 2]))
     return write_json(out, {**rows[0], "checkpoint": str(ckpt), "region": [[s.start, s.stop] for s in box],
                             "threshold_from": meta.get("threshold_region", "checkpoint")})
 
 
+SLICE = "heldout_slice.npz"
 _HELD: dict = {}
 
 
@@ -158,6 +167,14 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
                           rounds=per_round, selection=selection,
                           zero_shot=json.loads((out / "zero_shot" / "eval.json").read_text()))
     write_report(report, out)
+    raw, gt = _heldout(vol, holdout)
+    slices = {"zero-shot": out / "zero_shot", "scratch": out / f"seed{seeds[0]}" / f"round{rounds}" / "scratch",
+              f"fine-tuned from {best}": out / f"seed{seeds[0]}" / f"round{rounds}" / "finetuned"}
+    plot_heldout(raw[raw.shape[0] // 2], gt[gt.shape[0] // 2],
+                 {name: (np.load(d / SLICE)["seg"], json.loads((d / "eval.json").read_text())["vi"])
+                  for name, d in slices.items() if (d / SLICE).is_file()}, out / "heldout.png",
+                 title=f"{vol.name}: middle slice of the held-out region (seed {seeds[0]}, n = {n * rounds})")
+    write_json(out / "timings.json", {"seconds": steps.seconds, "skipped": steps.skipped})
     track_report(report, cfg.finetune.logger, out)
     return report
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroadda.report import save_figure, write_json
+from neuroadda.report import label_colors, save_figure, write_json
 
 METRICS = ("vi", "vi_split", "vi_merge", "adapted_rand")
 ARMS = ("finetuned", "scratch")
@@ -135,3 +135,20 @@ def write_report(report: dict, out_dir: str | Path) -> Path:
     os.replace(tmp, md)
     plot_report(report, out_dir / "report.png")
     return write_json(out_dir / "report.json", report)
+
+
+def plot_heldout(raw: np.ndarray, gt: np.ndarray, segs: dict, path: str | Path, *, title: str = "") -> Path:
+    """One held-out slice: raw, ground truth, then each ``segs[name] = (seg (y, x), VI bits)`` side by side."""
+    from neuroadda.report import pyplot
+
+    plt = pyplot()
+    panels = [("raw", raw, None), ("ground truth", gt, None)] + [(k, s, vi) for k, (s, vi) in segs.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
+    for ax, (name, img, vi) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(img, cmap="gray") if name == "raw" else ax.imshow(label_colors(img))
+        ax.set_title(name if vi is None else f"{name}\nVI {vi:.2f} bits (whole region)", fontsize=8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from neuroadda.data.normalize import fit_normalizer
-from neuroadda.data.patches import PatchDataset, build_augment, split_regions
+from neuroadda.data.patches import PatchDataset, build_augment, collate, split_regions
 from neuroadda.data.volume import LabelledVolume, check_patch_fits
 from neuroadda.errors import InputError
 
@@ -44,7 +44,7 @@ class AffinityDataModule(pl.LightningDataModule):
         n = self.train_cfg.max_steps * self.train_cfg.batch_size
         ds = PatchDataset(self.vol, self.train_box, self.patch, self.normalizer, length=n,
                           seed=self.seed + 1000 * self._rank(), augment=self.augment, offset=self.offset)
-        return DataLoader(ds, batch_size=self.train_cfg.batch_size, shuffle=False,
+        return DataLoader(ds, batch_size=self.train_cfg.batch_size, shuffle=False, collate_fn=collate,
                           num_workers=self.data_cfg.num_workers, persistent_workers=self.data_cfg.num_workers > 0)
 
     def val_dataloader(self):
@@ -54,4 +54,4 @@ class AffinityDataModule(pl.LightningDataModule):
             return []
         ds = PatchDataset(self.vol, self.val_box, self.patch, self.normalizer,
                           length=self.train_cfg.val_patches, seed=10_000 + self.seed)
-        return DataLoader(ds, batch_size=self.train_cfg.batch_size, num_workers=0)
+        return DataLoader(ds, batch_size=self.train_cfg.batch_size, num_workers=0, collate_fn=collate)

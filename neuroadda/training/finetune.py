@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from neuroadda.config import AdaptConfig
-from neuroadda.data.patches import SamplesPatchDataset, build_augment
+from neuroadda.data.patches import SamplesPatchDataset, build_augment, collate
 from neuroadda.data.volume import Box, LabelledVolume, Volume
 from neuroadda.errors import InputError
 from neuroadda.segmentation.threshold import threshold_table
@@ -81,7 +81,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     ds = SamplesPatchDataset(train, patch, normalizer, length=fc.max_steps * fc.batch_size, seed=seed,
                              augment=build_augment(cfg.augment, patch),
                              offset=resume.resumed_step(out_dir) * fc.batch_size)
-    loader = DataLoader(ds, batch_size=fc.batch_size, shuffle=False, num_workers=0)
+    loader = DataLoader(ds, batch_size=fc.batch_size, shuffle=False, num_workers=0, collate_fn=collate)
     card = target.card.model_dump(mode="json") if target.card is not None else None
     logger = make_logger(fc.logger, out_dir, name=f"{'scratch' if scratch else 'finetune'}-{target.name}-{out_dir.parent.name}",
                          tags=["scratch" if scratch else "finetuned"],

@@ -4,7 +4,8 @@ import torch
 from neuroadda.config import AugmentConfig
 from neuroadda.data.affinities import affinities_from_labels
 from neuroadda.data.normalize import fit_normalizer
-from neuroadda.data.patches import PatchDataset, build_augment, relabel_consecutive, split_regions
+from neuroadda.data.patches import (PatchDataset, build_augment, collate, injective_int64, relabel_consecutive,
+                                     split_regions)
 from neuroadda.data.volume import open_volume
 
 
@@ -56,3 +57,64 @@ def test_normalizer_zscore_and_percentile(tiny_h5):
     assert abs(x.mean()) < 1e-3 and abs(x.std() - 1) < 1e-3  # volume smaller than the sample budget: exact
     p = fit_normalizer(vol.raw, "percentile")
     assert p.scale > 0 and p.mode == "percentile"
+
+
+def _reference_item(ds: PatchDataset, i: int) -> dict[str, np.ndarray]:
+    """The original (pre-optimisation) item: consecutive relabelling and MONAI on numpy with MetaTensors."""
+    i += ds.offset
+    sl = tuple(slice(a, a + p) for a, p in zip(ds.origin(i), ds.patch))
+    image = ds.norm(ds.vol.raw.read(sl))[None]
+    labels = relabel_consecutive(ds.vol.labels.read(sl))[None]
+    if ds.augment is not None:
+        ds.augment.set_random_state(seed=int(np.random.default_rng([ds.seed, i, 1]).integers(2**31)))
+        out = ds.augment({"image": image, "label": labels})
+        image = np.ascontiguousarray(np.asarray(out["image"]), dtype=np.float32)
+        labels = np.ascontiguousarray(np.asarray(out["label"]), dtype=np.int64)
+    affs, mask = affinities_from_labels(labels[0], label_zero=ds.vol.label_zero, labels_kind=ds.vol.labels_kind)
+    return {"image": image, "affs": affs, "mask": mask}
+
+
+def test_items_match_the_reference_implementation(tiny_h5):
+    vol = open_volume(str(tiny_h5))
+    norm = fit_normalizer(vol.raw, "zscore")
+    box = tuple(slice(0, n) for n in vol.shape)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the reference runs with 2 intra-op threads, items use 1
+    try:
+        for aug in (None, build_augment(AugmentConfig(), (8, 16, 16))):
+            ds = PatchDataset(vol, box, (8, 16, 16), norm, length=40, seed=5, augment=aug, offset=3)
+            for i in range(40):
+                got, ref = ds[i], _reference_item(ds, i)
+                for k in ("image", "affs", "mask"):
+                    assert got[k].dtype == torch.float32 and got[k].is_contiguous()
+                    np.testing.assert_array_equal(got[k].numpy(), ref[k])
+                assert torch.get_num_threads() == 2  # restored after each item
+    finally:
+        torch.set_num_threads(threads)
+    from monai.data import get_track_meta
+
+    assert get_track_meta()  # the global MONAI flag is restored
+
+
+def test_injective_int64_keeps_zero_and_equality():
+    lab = np.array([[[0, 5, 5, 2**40]]], dtype=np.uint64)
+    out = injective_int64(lab)
+    assert out.dtype == np.int64 and np.array_equal(out, lab.astype(np.int64))
+    big = np.array([[[0, 2**63 + 5, 7, 7, 2**64 - 1]]], dtype=np.uint64)
+    out = injective_int64(big)  # ids beyond int64: falls back to consecutive relabelling
+    assert out.dtype == np.int64 and out[0, 0, 0] == 0 and out[0, 0, 2] == out[0, 0, 3]
+    assert len(set(out.ravel().tolist())) == 4
+    for dt in (np.uint8, np.int32, np.int64):
+        assert np.array_equal(injective_int64(np.arange(4, dtype=dt)), np.arange(4))
+
+
+def test_collate_matches_default_and_restores_threads():
+    items = [{"image": torch.randn(1, 2, 3, 3), "affs": torch.ones(3, 2, 3, 3)} for _ in range(2)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got, ref = collate(items), torch.utils.data.default_collate(items)
+        assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -1,9 +1,16 @@
 """Block-wise affinity prediction for volumes larger than memory, written into a zarr v3 array.
 
-The volume is cut into blocks; each block is read with a halo of ``roi_size // 2`` voxels on every side
-(clipped at the volume borders), predicted with MONAI's gaussian-blended sliding window, passed through a
-sigmoid (the model outputs logits), cropped back to the block and written into ``out``. Only one block (plus
-halo) is ever held in memory, whatever the size of the volume.
+The output equals MONAI's gaussian-blended ``sliding_window_inference`` run on the whole volume at once (up to
+float rounding), while only one block is held in memory. The windows are placed as MONAI places them on the
+whole volume (step ``int(roi * (1 - overlap))``, the last one flush with the border); each block reads the
+union of the windows that touch its core, so MONAI, run on that read region, places exactly those windows and
+every core voxel gets the same weighted sum as in the whole-volume run. Logits -> sigmoid -> cropped to the
+core -> written into ``out``.
+
+Block shape: by default the core shape (whole output chunks per axis) that computes the fewest windows in
+total, among those whose read region holds at most ``max_block_voxels`` voxels. Windows straddling a core
+border are computed by both blocks; larger blocks make that redundancy small. Peak memory is about
+24 bytes per read voxel (float32 input, 3 output channels and MONAI's weight map) plus the model's activations.
 
 Output files: :func:`open_prediction_zarr` creates the array at ``path + '.tmp'``, the caller fills it with
 :func:`predict_blockwise` and :func:`finalize_zarr` renames it into place. A reader opens the result with
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -29,9 +37,10 @@ from tqdm.auto import tqdm
 
 from neuroadda.errors import InputError
 
-# default block edge, in multiples of roi_size (before rounding up to whole output chunks)
-BLOCK_ROIS = 3
+# default cap on the voxels read per block (core + window margins): ~24 B/voxel -> ~0.4 GB at 2**24
+MAX_BLOCK_VOXELS = 2**24
 DEFAULT_CHUNK = 64
+_MAX_CANDIDATES = 48  # core sizes tried per axis
 
 
 class PredictionInputError(InputError, ValueError):
@@ -45,19 +54,61 @@ def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
     return t  # type: ignore[return-value]
 
 
-def _default_block_shape(shape, roi, out) -> tuple[int, int, int]:
-    """A few ROIs per axis, rounded up to whole output chunks (each chunk is then written once), clipped."""
+def window_extents(size: int, roi: int, overlap: float) -> np.ndarray:
+    """(n, 2) [start, stop) of MONAI's windows along one axis of length ``size`` (as ``dense_patch_slices``).
+
+    An axis shorter than ``roi`` has one window, the whole axis (MONAI pads it)."""
+    if size <= roi:
+        return np.array([[0, size]])
+    step = max(int(roi * (1 - overlap)), 1)
+    n = math.ceil((size - roi) / step) + 1
+    starts = np.minimum(np.arange(n) * step, size - roi)
+    return np.stack([starts, starts + roi], axis=1)
+
+
+def _read_range(windows: np.ndarray, a: int, b: int) -> tuple[int, int, int]:
+    """(read start, read stop, number of windows) for the windows touching the core [a, b)."""
+    touch = (windows[:, 0] < b) & (windows[:, 1] > a)
+    return int(windows[touch, 0].min()), int(windows[touch, 1].max()), int(touch.sum())
+
+
+def _axis_table(size: int, windows: np.ndarray, grain: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each candidate core size (multiples of ``grain``, clipped): sizes, windows summed over the blocks
+    along the axis, and the longest read."""
+    while math.ceil(size / grain) > _MAX_CANDIDATES:
+        grain *= 2
+    sizes = np.unique(np.minimum(np.arange(1, math.ceil(size / grain) + 1) * grain, size))
+    cost, longest = [], []
+    for c in sizes:
+        reads = [_read_range(windows, a, min(a + c, size)) for a in range(0, size, int(c))]
+        cost.append(sum(r[2] for r in reads))
+        longest.append(max(r[1] - r[0] for r in reads))
+    return sizes, np.array(cost, np.float64), np.array(longest, np.float64)
+
+
+def choose_block_shape(shape, roi, overlap: float, grain, max_voxels: int = MAX_BLOCK_VOXELS) -> tuple[int, int, int]:
+    """Core block (z, y, x) in multiples of ``grain`` that computes the fewest windows over the whole volume
+    while each read holds at most ``max_voxels`` (the smallest blocks if none does); ties -> fewer blocks."""
+    tables = [_axis_table(s, window_extents(s, r, overlap), g) for s, r, g in zip(shape, roi, grain)]
+    (sz, cz, lz), (sy, cy, ly), (sx, cx, lx) = tables
+    cost = cz[:, None, None] * cy[None, :, None] * cx[None, None, :]
+    reads = lz[:, None, None] * ly[None, :, None] * lx[None, None, :]
+    nz, ny, nx = (np.ceil(n / s) for n, s in zip(shape, (sz, sy, sx)))
+    nblocks = nz[:, None, None] * ny[None, :, None] * nx[None, None, :]
+    cost = np.where(reads <= max_voxels, cost, np.inf)
+    if not np.isfinite(cost).any():
+        return int(sz[0]), int(sy[0]), int(sx[0])
+    best = np.lexsort((nblocks.ravel(), cost.ravel()))[0]
+    i, j, k = np.unravel_index(best, cost.shape)
+    return int(sz[i]), int(sy[j]), int(sx[k])
+
+
+def _grain(out, roi, overlap: float) -> tuple[int, int, int]:
+    """Core granularity: out's chunks (each chunk is then written once), else the window step."""
     chunks = getattr(out, "chunks", None)
-    chunk = tuple(chunks[1:]) if chunks is not None and len(chunks) == 4 else (1, 1, 1)
-    return tuple(
-        min(s, -(-BLOCK_ROIS * r // c) * c) for s, r, c in zip(shape, roi, chunk)
-    )  # type: ignore[return-value]
-
-
-def _blocks(shape, block_shape):
-    """Start/stop slices of the blocks tiling ``shape``, in C order."""
-    ranges = [[(b, min(b + bs, s)) for b in range(0, s, bs)] for s, bs in zip(shape, block_shape)]
-    return list(itertools.product(*ranges))
+    if chunks is not None and len(chunks) == 4:
+        return tuple(int(c) for c in chunks[1:])  # type: ignore[return-value]
+    return tuple(max(int(r * (1 - overlap)), 1) for r in roi)  # type: ignore[return-value]
 
 
 def predict_blockwise(
@@ -75,8 +126,11 @@ def predict_blockwise(
     normalize: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: bool = True,
     amp: bool = False,
+    max_block_voxels: int = MAX_BLOCK_VOXELS,
 ) -> None:
     """Predict sigmoid(model) over a lazy (z, y, x) ``volume`` block by block into ``out``.
+
+    Equals ``sigmoid(sliding_window_inference(whole volume, roi_size, sw_batch_size, model, overlap, mode))``.
 
     Args:
         model: maps (N, 1, z, y, x) float32 to (N, out_channels, z, y, x) logits. It is moved to ``device`` and
@@ -86,10 +140,11 @@ def predict_blockwise(
         out: (out_channels, z, y, x) zarr array (or anything with numpy slice assignment), float32 or uint8;
             uint8 receives round(p * 255).
         roi_size: sliding-window patch size (int or (z, y, x)); axes where the volume is smaller are padded.
-        block_shape: core block read at a time (default: ~3 ROIs per axis, rounded to out's chunks); each block
-            is read with a halo of roi_size // 2 on every side.
+        block_shape: core block written at a time (default: :func:`choose_block_shape` under
+            ``max_block_voxels``, in whole chunks of ``out``); each block reads the windows touching its core.
         normalize: optional callable applied to each block read (float32 in, float32 out).
         amp: run the model under torch.autocast on ``device``.
+        max_block_voxels: cap on the voxels read per block for the default block shape (memory: ~24 B each).
     """
     shape = tuple(int(s) for s in volume.shape)
     if len(shape) != 3 or min(shape) < 1:
@@ -103,36 +158,46 @@ def predict_blockwise(
         raise PredictionInputError(f"out dtype must be float32 or uint8, got {out_dtype}")
     if not 0 <= overlap < 1:
         raise PredictionInputError(f"overlap must be in [0, 1), got {overlap}")
-    block = _default_block_shape(shape, roi, out) if block_shape is None else _triple(block_shape, "block_shape")
-    block = tuple(min(b, s) for b, s in zip(block, shape))
-    halo = tuple(r // 2 for r in roi)
+    if block_shape is None:
+        block = choose_block_shape(shape, roi, overlap, _grain(out, roi, overlap), max_block_voxels)
+    else:
+        block = tuple(min(b, s) for b, s in zip(_triple(block_shape, "block_shape"), shape))
+    windows = [window_extents(s, r, overlap) for s, r in zip(shape, roi)]
+    axes = [[(a, min(a + b, s)) + _read_range(w, a, min(a + b, s))[:2] for a in range(0, s, b)]
+            for s, b, w in zip(shape, block, windows)]
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
     was_training = model.training
     model.to(device).eval()
     try:
         with torch.inference_mode():
-            for starts_stops in tqdm(_blocks(shape, block), desc="predict", unit="block", disable=not progress):
-                read = tuple(slice(max(a - h, 0), min(b + h, s)) for (a, b), h, s in zip(starts_stops, halo, shape))
+            for ranges in tqdm(list(itertools.product(*axes)), desc="predict", unit="block", disable=not progress):
+                read = tuple(slice(r0, r1) for _, _, r0, r1 in ranges)
                 raw = np.asarray(volume[read], dtype=np.float32)
                 if normalize is not None:
                     shape_in, raw = raw.shape, np.asarray(normalize(raw), dtype=np.float32)
                     if raw.shape != shape_in:
                         raise PredictionInputError(f"normalize changed the block shape {shape_in} to {raw.shape}")
                 x = torch.from_numpy(np.ascontiguousarray(raw))[None, None].to(device)
+                del raw
                 with torch.autocast(device_type=device.type, enabled=amp):
                     logits = sliding_window_inference(
                         x, roi, sw_batch_size, model, overlap=overlap, mode=mode, sw_device=device, device=device
                     )
-                if logits.shape[1] != out_channels or tuple(logits.shape[2:]) != raw.shape:
+                del x
+                if logits.shape[1] != out_channels or tuple(logits.shape[2:]) != tuple(s.stop - s.start for s in read):
                     raise PredictionInputError(
-                        f"model output shape {tuple(logits.shape)} does not match (1, {out_channels}) + {raw.shape}"
+                        f"model output shape {tuple(logits.shape)} does not match (1, {out_channels}) + "
+                        f"{tuple(s.stop - s.start for s in read)}"
                     )
-                core = tuple(slice(a - r.start, b - r.start) for (a, b), r in zip(starts_stops, read))
-                probs = torch.sigmoid(logits[(0, slice(None)) + core].float()).cpu().numpy()
+                core = tuple(slice(a - r0, b - r0) for a, b, r0, _ in ranges)
+                probs = logits[(0, slice(None)) + core]
+                probs = probs.float() if probs.dtype != torch.float32 else probs
+                probs.sigmoid_()  # in place on the core view: no copy of the block
                 if out_dtype == np.uint8:
-                    probs = np.clip(np.rint(probs * 255.0), 0, 255).astype(np.uint8)
-                out[(slice(None),) + tuple(slice(a, b) for a, b in starts_stops)] = probs
+                    probs = probs.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+                out[(slice(None),) + tuple(slice(a, b) for a, b, _, _ in ranges)] = probs.cpu().numpy()
+                del logits, probs
     finally:
         model.train(was_training)
 

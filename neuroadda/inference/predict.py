@@ -6,17 +6,21 @@ from pathlib import Path
 
 from neuroadda.data.normalize import fit_normalizer
 from neuroadda.data.volume import open_volume
-from neuroadda.inference.blockwise import finalize_zarr, open_prediction_zarr, predict_blockwise, tmp_path_for
+from neuroadda.inference.blockwise import (MAX_BLOCK_VOXELS, finalize_zarr, open_prediction_zarr, predict_blockwise,
+                                          tmp_path_for)
 from neuroadda.training.checkpoint import load_backbone
 
 
 def predict_volume(checkpoint: str | Path, input_spec: str, out: str | Path, *, voxel_size=None,
                    dtype: str = "float32", block_shape=None, overlap: float = 0.25, device=None,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, max_block_voxels: int | None = None) -> Path:
     """Predict affinities (3, z, y, x) for ``input_spec`` at the backbone's training voxel size.
 
     The input is resampled to the checkpoint's voxel size when its own voxel size is known (card, file
     attributes or ``voxel_size``); the output attributes record the voxel size, checkpoint and threshold.
+    The normalizer is fitted on a bounded random sample of cubes (:func:`fit_normalizer`), and blocks hold at
+    most ``max_block_voxels`` read voxels (default ``MAX_BLOCK_VOXELS``, ~0.4 GB), so memory does not grow with
+    the volume. The result equals MONAI's sliding window over the whole volume (see :mod:`.blockwise`).
     """
     net, meta = load_backbone(checkpoint)
     probe = open_volume(input_spec, labels_key=None, voxel_size=voxel_size)
@@ -29,6 +33,7 @@ def predict_volume(checkpoint: str | Path, input_spec: str, out: str | Path, *, 
              "code_version": meta.get("code_version"), "offsets": [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]}
     arr = open_prediction_zarr(out, (3,) + vol.shape, dtype=dtype, attrs=attrs)
     predict_blockwise(net, vol.raw, arr, roi_size=meta["patch_size"], block_shape=block_shape, overlap=overlap,
-                      device=device, normalize=normalizer, progress=progress)
+                      device=device, normalize=normalizer, progress=progress,
+                      max_block_voxels=max_block_voxels or MAX_BLOCK_VOXELS)
     finalize_zarr(tmp_path_for(out), out)
     return Path(out)

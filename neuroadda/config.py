@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from neuroadda.errors import ConfigError, format_validation_error, read_yaml_mapping
 
@@ -34,6 +34,16 @@ class DataConfig(_Strict):
     normalization: Literal["zscore", "percentile", "none"] = "zscore"
     val_fraction: float = Field(0.2, ge=0.0, lt=0.9, description="slab held out along the longest axis")
     num_workers: int = Field(0, ge=0)
+    aux_offsets: list[tuple[int, int, int]] = Field(
+        [], description="long-range affinities (dz, dy, dx) trained as extra output channels (a training signal "
+                        "only: prediction and segmentation use the 3 nearest-neighbour channels)")
+
+    @field_validator("aux_offsets")
+    @classmethod
+    def _offsets(cls, v):
+        if any(tuple(o) == (0, 0, 0) for o in v):
+            raise ValueError("aux_offsets must not contain (0, 0, 0)")
+        return v
 
 
 class AugmentConfig(_Strict):
@@ -43,9 +53,18 @@ class AugmentConfig(_Strict):
 
 
 class LossConfig(_Strict):
-    bce: Literal["balanced", "plain"] = Field(
-        "balanced", description="balanced: positives and negatives weigh 1/2 each per channel")
+    bce: Literal["balanced", "plain", "none"] = Field(
+        "balanced", description="balanced: positives and negatives weigh 1/2 each per channel; none: Dice only")
     dice_weight: float = Field(0.0, ge=0.0)
+    dice_target: Literal["boundary", "affinity"] = Field(
+        "boundary", description="Dice on boundaries (pooled) or per channel on affinities (as torch-em)")
+    aux_weight: float = Field(1.0, ge=0.0, description="weight of the long-range auxiliary channels")
+
+    @model_validator(mode="after")
+    def _some_loss(self):
+        if self.bce == "none" and self.dice_weight == 0:
+            raise ValueError("bce is 'none' and dice_weight is 0: there is no loss to train on")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -65,6 +84,9 @@ class TrainConfig(_Strict):
     max_val_voxels: int = Field(4_000_000, ge=1, description="cap on the validation slab used to pick the threshold")
     logger: Literal["csv", "wandb", "none"] = Field("csv", description="wandb goes offline without an API key")
     checkpoint_every: int = Field(100, ge=0, description="steps between resumable checkpoints (0 = none)")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value (None = off)")
+    schedule: Literal["warmup-cosine", "constant"] = Field(
+        "warmup-cosine", description="LR: linear warm-up over 5 % of the steps then cosine decay to 5 %, or constant")
 
     @field_validator("thresholds")
     @classmethod

@@ -91,7 +91,8 @@ def _heldout(vol, box):
 
 
 def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | Path, *, n: int,
-          seeds: list[int], rounds: int = 1, all_sources: bool = False, progress: bool = True,
+          seeds: list[int], rounds: int = 1, all_sources: bool = False, label_zero: str | None = None,
+          progress: bool = True,
           echo=partial(print, flush=True)) -> dict:
     """Run (or resume) the whole method; returns the report (also written to ``out/report.json``).
 
@@ -110,12 +111,12 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     if n < 1 or rounds < 1 or not seeds:
         raise InputError(f"--n, --rounds and --seeds must be at least 1 (got n={n}, rounds={rounds}, seeds={len(seeds)})")
     out = Path(out)
-    vol = open_volume(target)
+    vol = open_volume(target, label_zero=label_zero)
     if vol.labels is None:
         raise InputError(f"{target}: adapt scores the held-out region against the target's labels (oracle mode), "
                          "and this volume has none; for new data use select-samples, annotate, then finetune")
     check_settings(out, {"target": target, "backbones": {s: str(p) for s, p in backbones.items()}, "n": n,
-                         "seeds": list(seeds), "rounds": rounds, "all_sources": all_sources,
+                         "seeds": list(seeds), "rounds": rounds, "all_sources": all_sources, "label_zero": label_zero,
                          "config": cfg.model_dump(mode="json")})
     steps = Steps(2 + len(seeds) * rounds * (5 + (2 * (len(backbones) - 1) if all_sources else 0)), echo)
     sc = cfg.select_source

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroadda.cli.common import add_backbone_args, backbones_from_args, table
+from neuroadda.cli.common import add_backbone_args, add_label_zero, backbones_from_args, table
 
 
 def _add_config(p, steps: bool = True, strategy: bool = True) -> None:
@@ -52,6 +52,7 @@ def register(sub) -> None:
     f.add_argument("--labels", default=None, metavar="DIR",
                    help="annotations: DIR/sample_XX.h5 (dataset 'labels') or DIR/sample_XX_labels.tif")
     f.add_argument("--out", required=True, help="output folder for model.pt")
+    add_label_zero(f)
     _add_config(f, strategy=False)
     f.set_defaults(func=run_finetune)
 
@@ -70,6 +71,7 @@ def register(sub) -> None:
                    help="also fine-tune from every other source on the same samples: does the MMD² ranking predict "
                         "the VI after fine-tuning? (Spearman in the report)")
     a.add_argument("--out", default="runs/adapt", help="output folder (default: %(default)s)")
+    add_label_zero(a)
     _add_config(a)
     a.set_defaults(func=run_adapt)
 
@@ -104,7 +106,7 @@ def run_finetune(args) -> int:
 
     cfg = _config(args)
     rec = load_samples(args.samples)
-    vol = open_volume(args.target, labels_key="labels" if args.labels is None else None)
+    vol = open_volume(args.target, labels_key="labels" if args.labels is None else None, label_zero=args.label_zero)
     check_target(rec, vol, args.samples)
     scratch = args.backbone == "scratch"
     backbone = rec.get("backbone") if scratch else args.backbone
@@ -127,7 +129,7 @@ def run_adapt(args) -> int:
     cfg = _config(args)
     backbones = backbones_from_args(args, args.sources, args.out)
     rep = adapt(args.target, backbones, cfg, args.out, n=args.n, seeds=[cfg.seed + i for i in range(args.seeds)],
-                rounds=args.rounds, all_sources=args.all_sources, progress=not args.quiet)
+                rounds=args.rounds, all_sources=args.all_sources, label_zero=args.label_zero, progress=not args.quiet)
     from neuroadda.active.report import markdown
 
     print(markdown(rep))

@@ -9,6 +9,13 @@ def add_voxel_size(p, help_text="(z, y, x) nm of the stored input, overriding ca
     p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), default=None, help=help_text)
 
 
+def add_label_zero(p) -> None:
+    p.add_argument("--label-zero", choices=("boundary", "unlabelled"), default=None,
+                   help="what label 0 of the training labels is: 'boundary' (0 separates objects; edges into it are "
+                        "cuts) or 'unlabelled' (unknown; edges touching it are ignored). Default: the dataset card, "
+                        "else the labels' label_zero attribute ('boundary' when absent)")
+
+
 def table(rows: list[list], header: list[str]) -> str:
     """A plain aligned text table."""
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neuroadda.cli.common import add_voxel_size
+from neuroadda.cli.common import add_label_zero, add_voxel_size
 
 
 def register(sub) -> None:
@@ -16,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     p.add_argument("--seed", type=int, default=None, help="override seed")
     add_voxel_size(p)
+    add_label_zero(p)
     p.add_argument("--logger", choices=("csv", "wandb", "none"), default=None,
                    help="override train.logger (wandb runs offline without an API key)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -32,10 +33,11 @@ def run(args) -> int:
     cfg = load_config(config, overrides={"train.max_steps": args.max_steps, "seed": args.seed,
                                           "train.logger": args.logger})
     path = pretrain(args.source, cfg, args.out, labels=args.labels, voxel_size=args.voxel_size,
-                    progress=not args.quiet)
+                    label_zero=args.label_zero, progress=not args.quiet)
     from neuroadda.training.checkpoint import load_backbone
 
     _, meta = load_backbone(path)
     print(f"wrote {path} (steps {meta['steps']}, waterz threshold {meta['threshold']:.2f} chosen on "
-          f"{'the validation slab' if meta['threshold_region_is_validation'] else 'the training volume'})")
+          f"{'the validation slab' if meta['threshold_region_is_validation'] else 'the training volume'}"
+          f"{'' if meta.get('learned', True) else '; NOT LEARNED: VI no better than one segment'})")
     return 0

@@ -123,6 +123,22 @@ def all_cards() -> dict[str, DatasetCard]:
     return _all_cards(str(datasets_dir()))
 
 
+def card_for_file(path: str | Path, key: str | None) -> DatasetCard | None:
+    """The card whose raw array is ``path`` (and ``key``, default the card's raw key), if any: a bundled or
+    fetched file given by path is read with its card's metadata (voxel size, labels kind, label 0)."""
+    try:
+        target = Path(path).resolve()
+    except OSError:
+        return None
+    for card in all_cards().values():
+        p = card.file_path(card.raw.file)
+        if key not in (None, card.raw.key) or not p.exists():
+            continue
+        if p.resolve() == target:
+            return card
+    return None
+
+
 def get_card(name: str) -> DatasetCard:
     """The card called ``name``; an unknown name is an :class:`InputError` suggesting close names."""
     cards = all_cards()

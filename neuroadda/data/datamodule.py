@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from neuroadda.data.affinities import OFFSETS
 from neuroadda.data.normalize import fit_normalizer
 from neuroadda.data.patches import PatchDataset, build_augment, collate, split_regions
 from neuroadda.data.volume import LabelledVolume, check_patch_fits
@@ -21,11 +22,13 @@ class AffinityDataModule(pl.LightningDataModule):
         box: restrict training to this region (default: everything but the validation slab).
     """
 
-    def __init__(self, vol: LabelledVolume, data_cfg, augment_cfg, train_cfg, *, seed: int = 0, box=None):
+    def __init__(self, vol: LabelledVolume, data_cfg, augment_cfg, train_cfg, *, seed: int = 0, box=None,
+                 offsets=OFFSETS):
         super().__init__()
         if vol.labels is None:
             raise InputError(f"{vol.name}: training needs labels")
         self.vol, self.data_cfg, self.train_cfg, self.seed = vol, data_cfg, train_cfg, seed
+        self.offsets = [tuple(o) for o in offsets]
         self.offset = 0  # items to skip: set to resumed step x batch size when resuming from a checkpoint
         self.patch = tuple(data_cfg.patch_size)
         check_patch_fits(vol, self.patch)
@@ -40,10 +43,14 @@ class AffinityDataModule(pl.LightningDataModule):
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
 
-    def train_dataloader(self):
+    def train_dataset(self) -> PatchDataset:
         n = self.train_cfg.max_steps * self.train_cfg.batch_size
-        ds = PatchDataset(self.vol, self.train_box, self.patch, self.normalizer, length=n,
-                          seed=self.seed + 1000 * self._rank(), augment=self.augment, offset=self.offset)
+        return PatchDataset(self.vol, self.train_box, self.patch, self.normalizer, length=n,
+                            seed=self.seed + 1000 * self._rank(), augment=self.augment, offset=self.offset,
+                            offsets=self.offsets)
+
+    def train_dataloader(self):
+        ds = self.train_dataset()
         return DataLoader(ds, batch_size=self.train_cfg.batch_size, shuffle=False, collate_fn=collate,
                           num_workers=self.data_cfg.num_workers, persistent_workers=self.data_cfg.num_workers > 0)
 
@@ -53,5 +60,5 @@ class AffinityDataModule(pl.LightningDataModule):
         if any(p > s.stop - s.start for p, s in zip(self.patch, self.val_box)):
             return []
         ds = PatchDataset(self.vol, self.val_box, self.patch, self.normalizer,
-                          length=self.train_cfg.val_patches, seed=10_000 + self.seed)
+                          length=self.train_cfg.val_patches, seed=10_000 + self.seed, offsets=self.offsets)
         return DataLoader(ds, batch_size=self.train_cfg.batch_size, num_workers=0, collate_fn=collate)

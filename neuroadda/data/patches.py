@@ -10,8 +10,9 @@ from monai.data import get_track_meta, set_track_meta
 from monai.transforms import (Compose, RandFlipd, RandGaussianNoised, RandGaussianSmoothd, RandRotate90d,
                               RandScaleIntensityd, RandShiftIntensityd)
 
-from neuroadda.data.affinities import affinities_from_labels
+from neuroadda.data.affinities import OFFSETS, affinities_from_labels
 from neuroadda.data.volume import Box, LabelledVolume
+from neuroadda.errors import InputError
 
 KEYS = ("image", "label")
 
@@ -104,12 +105,13 @@ class PatchDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, vol: LabelledVolume, box: Box, patch_size, normalizer, *, length: int, seed: int,
-                 augment: Compose | None = None, offset: int = 0):
+                 augment: Compose | None = None, offset: int = 0, offsets=OFFSETS):
         if vol.labels is None:
             raise ValueError(f"{vol.name}: training patches need labels")
         self.vol, self.box, self.patch = vol, box, tuple(int(p) for p in patch_size)
         self.norm, self.length, self.seed, self.augment = normalizer, int(length), int(seed), augment
         self.offset = int(offset)  # item i is item i + offset of the sequence (continuing a resumed run)
+        self.offsets = [tuple(o) for o in offsets]  # affinity channels: nearest neighbours (+ long-range ones)
 
     def __len__(self) -> int:
         return self.length
@@ -131,8 +133,42 @@ class PatchDataset(torch.utils.data.Dataset):
                 image = out["image"].as_tensor() if hasattr(out["image"], "as_tensor") else out["image"]
                 image = image.to(torch.float32).contiguous()
             labels = np.ascontiguousarray(out["label"].numpy()[0], dtype=np.int64)
-        affs, mask = affinities_from_labels(labels, label_zero=self.vol.label_zero, labels_kind=self.vol.labels_kind)
+        affs, mask = affinities_from_labels(labels, label_zero=self.vol.label_zero, labels_kind=self.vol.labels_kind,
+                                            offsets=self.offsets)
         return {"image": image, "affs": torch.from_numpy(affs), "mask": torch.from_numpy(mask)}
+
+
+def target_edge_counts(ds, n: int = 16) -> tuple[int, int]:
+    """(positive, negative) affinity edges that the loss sees (mask = 1) in the first ``n`` items of ``ds``
+    (a :class:`PatchDataset` or :class:`SamplesPatchDataset`): positives join two voxels of one object."""
+    pos = neg = 0
+    for i in range(min(n, len(ds))):
+        item = ds[i]
+        m, a = item["mask"], item["affs"]
+        pos += int((m * a).sum())
+        neg += int((m * (1 - a)).sum())
+    return pos, neg
+
+
+def check_target_edges(ds, name: str, *, label_zero: str, n: int = 16, min_fraction: float = 0.005,
+                       warn=None) -> tuple[int, int]:
+    """Refuse training targets without a boundary (or without an object interior): a model that never sees a
+    negative edge learns affinity 1 everywhere. Counts edges in ``n`` training patches; a class below
+    ``min_fraction`` of the edges gets a one-line warning through ``warn`` (default: stderr)."""
+    import sys
+
+    pos, neg = target_edge_counts(ds, n)
+    seen = f"{neg:,} boundary vs {pos:,} object edges in {min(n, len(ds))} training patches, label_zero='{label_zero}'"
+    if neg == 0 or pos == 0:
+        what = "no boundary (negative) edge" if neg == 0 else "no object (positive) edge"
+        hint = (" If label 0 marks the boundaries between objects, give --label-zero boundary."
+                if neg == 0 and label_zero == "unlabelled" else "")
+        raise InputError(f"{name}: the training targets have {what} ({seen}); the network cannot learn "
+                         f"to separate objects.{hint}")
+    if min(pos, neg) < min_fraction * (pos + neg):
+        (warn or (lambda m: print(m, file=sys.stderr, flush=True)))(
+            f"warning: {name}: training targets are very unbalanced ({seen})")
+    return pos, neg
 
 
 def grid_origins(box: Box, patch_size, n: int, seed: int) -> list[tuple[int, int, int]]:
@@ -165,11 +201,12 @@ class SamplesPatchDataset(torch.utils.data.Dataset):
     :class:`PatchDataset` does; every sample must be at least ``patch_size``."""
 
     def __init__(self, samples: list[LabelledVolume], patch_size, normalizer, *, length: int, seed: int,
-                 augment: Compose | None = None, offset: int = 0):
+                 augment: Compose | None = None, offset: int = 0, offsets=OFFSETS):
         if not samples:
             raise ValueError("no labelled samples to train on")
         self.parts = [PatchDataset(v, tuple(slice(0, n) for n in v.shape), patch_size, normalizer, length=length,
-                                   seed=seed + 7919 * k, augment=augment) for k, v in enumerate(samples)]
+                                   seed=seed + 7919 * k, augment=augment, offsets=offsets)
+                      for k, v in enumerate(samples)]
         self.length, self.seed, self.offset = int(length), int(seed), int(offset)
 
     def __len__(self) -> int:

@@ -14,12 +14,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neuroadda.data.cards import DatasetCard, all_cards, get_card
+from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card
 from neuroadda.data.io import open_array, split_spec
 from neuroadda.errors import InputError
 
 Box = tuple[slice, slice, slice]
 _VOXEL_ATTRS = ("resolution_nm", "voxel_size_nm", "voxel_size", "resolution")
+LABEL_ZERO = {"boundary": "boundary", "unlabelled": "unlabelled", "unlabeled": "unlabelled"}
+
+
+def parse_label_zero(value, where: str) -> str:
+    """What label 0 means, from a ``label_zero`` attribute or flag: 'boundary' (0 separates objects: an edge
+    from an object into 0 is a cut) or 'unlabelled' (0 is unknown: edges touching it are ignored); absent =
+    'boundary'. Only these words (and the spelling 'unlabeled') are accepted: free text such as
+    "boundary / unlabeled: ignore" steers the loss either way and is refused (InputError naming ``where``)."""
+    if value is None:
+        return "boundary"
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    key = str(value).strip().lower()
+    if key in LABEL_ZERO:
+        return LABEL_ZERO[key]
+    raise InputError(f"{where} = {str(value)!r} is ambiguous: label_zero must be 'boundary' (0 separates objects; "
+                     "edges into 0 are cuts) or 'unlabelled' (0 is unknown; edges touching 0 are ignored); "
+                     "give --label-zero boundary|unlabelled")
 
 
 class Volume:
@@ -132,6 +150,7 @@ def open_volume(
     require_labels: bool = False,
     voxel_size: tuple[float, float, float] | None = None,
     resample_to: tuple[float, float, float] | None = None,
+    label_zero: str | None = None,
 ) -> LabelledVolume:
     """Open a dataset name or ``PATH[:KEY]`` lazily.
 
@@ -141,11 +160,20 @@ def open_volume(
             (missing labels are an error only with ``require_labels``).
         voxel_size: (z, y, x) nm of the stored data, overriding the card/attributes.
         resample_to: present both arrays at this voxel size (nm).
+        label_zero: 'boundary' or 'unlabelled', overriding the card / the labels' ``label_zero`` attribute.
+
+    A file that belongs to a dataset card (the bundled crops given by path) is opened through its card.
     """
+    zero = None if label_zero is None else parse_label_zero(label_zero, "--label-zero")
     if is_dataset_name(spec):
         card = get_card(spec)
-        return _open_card(card, require_labels=require_labels, voxel_size=voxel_size, resample_to=resample_to)
+        return _open_card(card, require_labels=require_labels, voxel_size=voxel_size, resample_to=resample_to,
+                          label_zero=zero)
     path, key = split_spec(spec)
+    card = card_for_file(path, key) if labels is None else None
+    if card is not None:
+        return _open_card(card, require_labels=require_labels, voxel_size=voxel_size, resample_to=resample_to,
+                          label_zero=zero)
     raw_arr = open_array(path, key or raw_key)
     raw_name = f"{path}:{key or raw_key}" if not _single_array(path) else str(path)
     lab_arr, lab_name = None, None
@@ -164,7 +192,9 @@ def open_volume(
     vs = voxel_size or _voxel_size_from_attrs(attrs)
     info = {"voxel_size_source": "given" if voxel_size else ("attributes" if vs else "assumed isotropic 1 nm")}
     kind = str(attrs.get("labels_kind", "3d_instance"))
-    zero = "unlabelled" if "unlabel" in str(attrs.get("label_zero", "")).lower() else "boundary"
+    if zero is None:  # label 0's meaning matters only where labels become training targets
+        zero = parse_label_zero(attrs.get("label_zero"), f"{lab_name} attribute label_zero") \
+            if lab_arr is not None else "boundary"
     return _assemble(str(spec), raw_arr, raw_name, lab_arr, lab_name, vs or (1.0, 1.0, 1.0), kind, zero,
                      None, resample_to, info)
 
@@ -175,7 +205,7 @@ def _single_array(path: Path) -> bool:
                                                                   and not (path / ".zarray").exists())
 
 
-def _open_card(card: DatasetCard, *, require_labels, voxel_size, resample_to) -> LabelledVolume:
+def _open_card(card: DatasetCard, *, require_labels, voxel_size, resample_to, label_zero=None) -> LabelledVolume:
     def path_of(ref):
         p = card.file_path(ref.file)
         if not p.exists():
@@ -194,7 +224,7 @@ def _open_card(card: DatasetCard, *, require_labels, voxel_size, resample_to) ->
         raise InputError(f"dataset '{card.name}' has no labels")
     raw_name = f"{raw_p}:{card.raw.key}" if card.raw.key else str(raw_p)
     return _assemble(card.name, raw_arr, raw_name, lab_arr, lab_name, voxel_size or card.voxel_size_nm,
-                     card.labels_kind or "3d_instance", card.label_zero, card, resample_to,
+                     card.labels_kind or "3d_instance", label_zero or card.label_zero, card, resample_to,
                      {"voxel_size_source": "given" if voxel_size else "dataset card"})
 
 
@@ -233,7 +263,7 @@ def open_labels(spec: str, *, key: str = "labels", voxel_size=None, resample_to=
     name = str(path) if _single_array(path) else f"{path}:{k or key}"
     vs = voxel_size or _voxel_size_from_attrs(arr.attrs)
     kind = str(arr.attrs.get("labels_kind", "3d_instance"))
-    zero = "unlabelled" if "unlabel" in str(arr.attrs.get("label_zero", "")).lower() else "boundary"
+    zero = "boundary"  # VI ignores ground-truth 0 whatever it means
     info = {"voxel_size_source": "given" if voxel_size else ("attributes" if vs else "assumed isotropic 1 nm")}
     _check_array(arr, name, labels=True)
     lab = Volume(arr, name, vs or (1.0, 1.0, 1.0), resample_to=resample_to if vs else None, is_labels=True)

@@ -39,18 +39,30 @@ class AffinityUNet(nn.Module):
         strides: one (z, y, x) stride per down-sampling step (len(channels) - 1 of them).
     """
 
-    def __init__(self, channels, strides, num_res_units: int = 1, norm: str = "instance", dropout: float = 0.0):
+    def __init__(self, channels, strides, num_res_units: int = 1, norm: str = "instance", dropout: float = 0.0,
+                 aux_offsets=()):
         super().__init__()
         if len(strides) != len(channels) - 1:
             raise ValueError(f"need {len(channels) - 1} strides for {len(channels)} channel levels, got {len(strides)}")
         self.hparams = {"channels": list(channels), "strides": [list(s) for s in strides],
-                        "num_res_units": num_res_units, "norm": norm, "dropout": dropout}
-        self.unet = UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=tuple(channels),
+                        "num_res_units": num_res_units, "norm": norm, "dropout": dropout,
+                        "aux_offsets": [list(o) for o in aux_offsets]}
+        self.unet = UNet(spatial_dims=3, in_channels=1, out_channels=3 + len(aux_offsets), channels=tuple(channels),
                          strides=tuple(tuple(s) for s in strides), num_res_units=num_res_units,
                          norm=norm.upper(), dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unet(x)
+        """(B, 1, z, y, x) -> affinity logits: (B, 3 + n_aux, ...) in training mode, the 3 nearest-neighbour
+        channels (B, 3, ...) in eval mode (long-range auxiliary channels are only a training signal)."""
+        y = self.unet(x)
+        return y if self.training else y[:, :3]
+
+    @property
+    def offsets(self) -> list[tuple[int, int, int]]:
+        """(dz, dy, dx) of every output channel in training mode: the 3 nearest neighbours, then the auxiliary ones."""
+        from neuroadda.data.affinities import OFFSETS
+
+        return [tuple(o) for o in OFFSETS] + [tuple(o) for o in self.hparams["aux_offsets"]]
 
     def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Activations of every encoder level, shallow to deep; the last is the bottleneck.
@@ -83,9 +95,11 @@ def _levels(model: nn.Sequential):
         node = sub
 
 
-def build_unet(model_cfg, voxel_size) -> AffinityUNet:
-    """An :class:`AffinityUNet` from a ``ModelConfig`` (strides 'auto' derive from ``voxel_size``)."""
+def build_unet(model_cfg, voxel_size, aux_offsets=()) -> AffinityUNet:
+    """An :class:`AffinityUNet` from a ``ModelConfig`` (strides 'auto' derive from ``voxel_size``), with one
+    extra output channel per long-range ``aux_offsets`` entry (``data.aux_offsets``)."""
     strides = model_cfg.strides
     if strides == "auto":
         strides = auto_strides(voxel_size, len(model_cfg.channels) - 1)
-    return AffinityUNet(model_cfg.channels, strides, model_cfg.num_res_units, model_cfg.norm, model_cfg.dropout)
+    return AffinityUNet(model_cfg.channels, strides, model_cfg.num_res_units, model_cfg.norm, model_cfg.dropout,
+                        aux_offsets=aux_offsets)

@@ -51,3 +51,58 @@ def threshold_table(net, regions, normalizer, thresholds, roi_size, *, labels_ki
     table = [{"threshold": t, **sums[t]} for t in thresholds]
     best = min(table, key=lambda r: (r["vi"], r["threshold"]))
     return best["threshold"], table
+
+
+def grow_box(box, min_shape, shape):
+    """The smallest box holding ``box`` that is at least ``min_shape`` (z, y, x) wide on every axis where the
+    volume ``shape`` allows, grown about its centre and shifted to stay inside the volume."""
+    out = []
+    for s, m, n in zip(box, min_shape, shape):
+        size = min(max(s.stop - s.start, int(m)), int(n))
+        start = s.start - (size - (s.stop - s.start)) // 2
+        start = min(max(0, start), n - size)
+        out.append(slice(start, start + size))
+    return tuple(out)
+
+
+def validation_region(vol, box, patch):
+    """(raw, gt) for choosing a threshold on ``box`` of the labelled ``vol``, predicted as inference predicts.
+
+    The prediction covers ``box`` grown to at least one ``patch`` per axis (real image context instead of
+    padding), and the segmentation is made on that grown region; ground truth outside ``box`` is set to 0
+    (ignored by VI), so only ``box`` is scored. Returns raw (z, y, x), gt (z, y, x) and the grown box."""
+    ctx = grow_box(box, patch, vol.shape)
+    raw, gt = vol.raw.read(ctx), np.array(vol.labels.read(ctx))
+    keep = np.zeros(gt.shape, bool)
+    keep[tuple(slice(s.start - c.start, s.stop - c.start) for s, c in zip(box, ctx))] = True
+    gt[~keep] = 0
+    return raw, gt, ctx
+
+
+LEARNED_FRACTION = 0.85  # a model has learned when its VI is below this fraction of the one-segment baseline
+
+
+def calibrate(net, regions, normalizer, thresholds, roi_size, *, labels_kind: str = "3d_instance", device=None,
+              progress: bool = False) -> dict:
+    """Choose the waterz threshold on labelled ``regions`` [(raw, gt), ...] and check the result.
+
+    Returns {threshold, table (rows of :func:`threshold_table`), one_segment_vi (VI of everything-one-object
+    on the same voxels, bits), learned (VI at the threshold < ``LEARNED_FRACTION`` x that baseline), warning
+    (None, or why the threshold table looks unrepresentative: its best value at the edge of the tried range)}.
+    """
+    from neuroadda.metrics.baselines import one_segment
+    from neuroadda.metrics.vi import evaluate_segmentation
+
+    threshold, table = threshold_table(net, regions, normalizer, thresholds, roi_size, labels_kind=labels_kind,
+                                       device=device, progress=progress)
+    base = float(np.mean([evaluate_segmentation(one_segment(gt), gt, labels_kind=labels_kind)["vi"]
+                          for _, gt in regions]))
+    best = next(r for r in table if r["threshold"] == threshold)
+    ts = [r["threshold"] for r in table]
+    warning = None
+    if len(ts) > 2 and threshold in (ts[0], ts[-1]):
+        side = "largest" if threshold == ts[-1] else "smallest"
+        warning = (f"the best threshold {threshold:g} is the {side} one tried: VI still falls towards the edge of "
+                   f"the table, so the calibration region may be unrepresentative (or the range too narrow)")
+    return {"threshold": threshold, "table": table, "one_segment_vi": base,
+            "learned": bool(best["vi"] < LEARNED_FRACTION * base), "warning": warning}

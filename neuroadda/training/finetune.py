@@ -15,15 +15,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from neuroadda.config import AdaptConfig
-from neuroadda.data.patches import SamplesPatchDataset, build_augment, collate
+from neuroadda.data.patches import SamplesPatchDataset, build_augment, check_target_edges, collate
 from neuroadda.data.volume import Box, LabelledVolume, Volume
 from neuroadda.errors import InputError
-from neuroadda.segmentation.threshold import threshold_table
+from neuroadda.segmentation.threshold import calibrate
 from neuroadda.training.checkpoint import load_backbone, save_backbone
 from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
 from neuroadda.tracking import card_checksums, make_logger
-from neuroadda.training.pretrain import track_result, trainer_for
+from neuroadda.training.pretrain import report_calibration, track_result, trainer_for
 
 
 def sample_volumes(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray]) -> list[LabelledVolume]:
@@ -74,13 +74,14 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     patch = patch_for(fc.patch_size, meta["patch_size"], np.min([v.shape for v in samples], axis=0), init.total_stride)
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    module = AffinityModule(net=meta["net"], bce=cfg.loss.bce, dice_weight=cfg.loss.dice_weight, lr=fc.lr,
-                            weight_decay=fc.weight_decay, max_steps=fc.max_steps)  # fresh init from the seed
+    module = AffinityModule(net=meta["net"], **cfg.loss.model_dump(), lr=fc.lr, weight_decay=fc.weight_decay,
+                            max_steps=fc.max_steps, schedule=fc.schedule)  # fresh init from the seed
     if not scratch:
         module.net.load_state_dict(init.state_dict())
     ds = SamplesPatchDataset(train, patch, normalizer, length=fc.max_steps * fc.batch_size, seed=seed,
-                             augment=build_augment(cfg.augment, patch),
+                             augment=build_augment(cfg.augment, patch), offsets=init.offsets,
                              offset=resume.resumed_step(out_dir) * fc.batch_size)
+    check_target_edges(ds, f"{target.name} samples", label_zero=target.label_zero)
     loader = DataLoader(ds, batch_size=fc.batch_size, shuffle=False, num_workers=0, collate_fn=collate)
     card = target.card.model_dump(mode="json") if target.card is not None else None
     logger = make_logger(fc.logger, out_dir, name=f"{'scratch' if scratch else 'finetune'}-{target.name}-{out_dir.parent.name}",
@@ -94,8 +95,9 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         return out_dir / "model.pt"
     net = module.net.cpu().eval()
     regions = [(v.raw.read(_full(v)), v.labels.read(_full(v))) for v in val]
-    threshold, table = threshold_table(net, regions, normalizer, fc.thresholds, patch,
-                                       labels_kind=target.labels_kind)
+    cal = calibrate(net, regions, normalizer, fc.thresholds, patch, labels_kind=target.labels_kind)
+    threshold, table = cal["threshold"], cal["table"]
+    report_calibration(cal, int(trainer.global_step))
     out_meta = {
         "kind": "scratch" if scratch else "finetuned",
         "source": meta.get("source"), "init": "scratch" if scratch else str(backbone),
@@ -105,6 +107,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         "normalization": meta.get("normalization", "zscore"), "labels_kind": target.labels_kind,
         "threshold": threshold, "threshold_table": table,
         "threshold_region": "validation samples" if n_val else "training samples",
+        "learned": cal["learned"], "one_segment_vi": cal["one_segment_vi"], "threshold_warning": cal["warning"],
         "samples": [[[s.start, s.stop] for s in b] for b in boxes], "n_train": len(train), "n_val": n_val,
         "steps": int(trainer.global_step), "resumed_from_step": resumed, "world_size": int(trainer.world_size), "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
     }

@@ -15,8 +15,9 @@ from neuroadda.models.unet import AffinityUNet
 class AffinityModule(pl.LightningModule):
     """Args: net hyper-parameters (``AffinityUNet`` kwargs), loss settings, optimiser settings."""
 
-    def __init__(self, net: dict, bce: str = "balanced", dice_weight: float = 0.0, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, max_steps: int = 1000):
+    def __init__(self, net: dict, bce: str = "balanced", dice_weight: float = 0.0, dice_target: str = "boundary",
+                 aux_weight: float = 1.0, lr: float = 1e-3, weight_decay: float = 1e-4, max_steps: int = 1000,
+                 schedule: str = "warmup-cosine"):
         super().__init__()
         self.save_hyperparameters()
         self.net = AffinityUNet(**net)
@@ -25,8 +26,11 @@ class AffinityModule(pl.LightningModule):
         return self.net(x)
 
     def _loss(self, batch) -> torch.Tensor:
-        return affinity_loss(self(batch["image"]), batch["affs"], batch["mask"], bce=self.hparams.bce,
-                             dice_weight=self.hparams.dice_weight)
+        logits = self(batch["image"])  # eval mode (validation) returns the 3 nearest-neighbour channels only
+        c = logits.shape[1]
+        h = self.hparams
+        return affinity_loss(logits, batch["affs"][:, :c], batch["mask"][:, :c], bce=h.bce, dice_weight=h.dice_weight,
+                             dice_target=h.dice_target, aux_weight=h.aux_weight)
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
@@ -39,7 +43,9 @@ class AffinityModule(pl.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(warmup_cosine, total=self.hparams.max_steps))
+        factor = partial(warmup_cosine, total=self.hparams.max_steps) if self.hparams.schedule == "warmup-cosine" \
+            else (lambda step: 1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

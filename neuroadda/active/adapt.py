@@ -74,8 +74,12 @@ def evaluate_heldout(ckpt: Path, vol, box, normalizer, out: Path, *, threshold: 
     raw, gt = _heldout(vol, box)
     _, rows = threshold_table(net, [(raw, gt)], normalizer, [t], meta["patch_size"], labels_kind=vol.labels_kind,
                               keep=lambda _i, _t, seg: save_npz(Path(out).with_name(SLICE), seg=seg[seg.shape[0] // 2]))
+    if meta.get("learned") is False:
+        print(f"warning: {ckpt} recorded learned: false (its calibration VI was not clearly below one segment)",
+              flush=True)
     return write_json(out, {**rows[0], "checkpoint": str(ckpt), "region": [[s.start, s.stop] for s in box],
-                            "threshold_from": meta.get("threshold_region", "checkpoint")})
+                            "threshold_from": meta.get("threshold_region", "checkpoint"),
+                            "learned": meta.get("learned")})
 
 
 SLICE = "heldout_slice.npz"

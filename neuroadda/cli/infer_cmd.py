@@ -48,4 +48,11 @@ def run_segment(args) -> int:
     out, threshold = segment_zarr(args.affinities, args.out, threshold=args.threshold,
                                   fragments=None if args.fragments == "waterz" else "watershed")
     print(f"wrote segmentation to {out} (waterz threshold {threshold:.3f})")
+    import sys
+
+    import zarr
+
+    if zarr.open_array(str(out), mode="r").attrs.get("learned") is False:
+        print("warning: the checkpoint behind these affinities recorded learned: false (its validation VI was not "
+              "clearly below one segment); this segmentation is unlikely to be useful", file=sys.stderr)
     return 0

@@ -30,7 +30,8 @@ def predict_volume(checkpoint: str | Path, input_spec: str, out: str | Path, *, 
     normalizer = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
     attrs = {"voxel_size_nm": list(vol.voxel_size), "input": input_spec, "checkpoint": str(checkpoint),
              "threshold": meta.get("threshold"), "source": meta.get("source"), "labels_kind": vol.labels_kind,
-             "code_version": meta.get("code_version"), "offsets": [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]}
+             "code_version": meta.get("code_version"), "offsets": [[-1, 0, 0], [0, -1, 0], [0, 0, -1]],
+             "learned": meta.get("learned")}
     arr = open_prediction_zarr(out, (3,) + vol.shape, dtype=dtype, attrs=attrs)
     predict_blockwise(net, vol.raw, arr, roi_size=meta["patch_size"], block_shape=block_shape, overlap=overlap,
                       device=device, normalize=normalizer, progress=progress,

@@ -39,6 +39,7 @@ def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | 
     data = np.asarray(affs[(slice(None),) * 4])
     seg = segment(data, float(threshold), fragments=fragments,
                   per_slice=affs.attrs.get("labels_kind") == "2d_instance_per_slice")
-    attrs = {k: affs.attrs[k] for k in ("voxel_size_nm", "input", "checkpoint", "labels_kind") if k in affs.attrs}
+    attrs = {k: affs.attrs[k] for k in ("voxel_size_nm", "input", "checkpoint", "labels_kind", "learned")
+             if k in affs.attrs}
     attrs.update({"threshold": float(threshold), "affinities": str(affinities)})
     return write_zarr(out, seg, attrs), float(threshold)

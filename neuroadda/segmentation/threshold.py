@@ -98,11 +98,21 @@ def calibrate(net, regions, normalizer, thresholds, roi_size, *, labels_kind: st
     base = float(np.mean([evaluate_segmentation(one_segment(gt), gt, labels_kind=labels_kind)["vi"]
                           for _, gt in regions]))
     best = next(r for r in table if r["threshold"] == threshold)
-    ts = [r["threshold"] for r in table]
-    warning = None
-    if len(ts) > 2 and threshold in (ts[0], ts[-1]):
-        side = "largest" if threshold == ts[-1] else "smallest"
-        warning = (f"the best threshold {threshold:g} is the {side} one tried: VI still falls towards the edge of "
-                   f"the table, so the calibration region may be unrepresentative (or the range too narrow)")
     return {"threshold": threshold, "table": table, "one_segment_vi": base,
-            "learned": bool(best["vi"] < LEARNED_FRACTION * base), "warning": warning}
+            "learned": bool(best["vi"] < LEARNED_FRACTION * base), "warning": table_warning(table, threshold)}
+
+
+def table_warning(table: list[dict], threshold: float) -> str | None:
+    """Why a threshold table looks unrepresentative, or None: its best threshold is the smallest or largest
+    tried and strictly better than its neighbour (VI still falling at the edge of the range)."""
+    ts = [r["threshold"] for r in table]
+    if len(ts) < 3 or threshold not in (ts[0], ts[-1]):
+        return None
+    i = ts.index(threshold)
+    inner = table[1] if i == 0 else table[-2]
+    if table[i]["vi"] >= inner["vi"] - 1e-9:
+        return None  # a tie with the next threshold: not a trend
+    side = "largest" if i else "smallest"
+    return (f"the best threshold {threshold:g} is the {side} one tried and VI still falls towards it "
+            f"({inner['vi']:.3f} -> {table[i]['vi']:.3f} bits): the calibration region may be unrepresentative "
+            "or the range too narrow")

@@ -30,3 +30,12 @@ def test_forward_shape_and_bottleneck_is_the_deepest_level():
 def test_wrong_number_of_strides():
     with pytest.raises(ValueError, match="need 2 strides"):
         build_unet(ModelConfig(channels=[4, 8, 16], strides=[(2, 2, 2)]), (10, 10, 10))
+
+
+def test_auxiliary_channels_in_training_only():
+    import torch
+
+    net = build_unet(ModelConfig(channels=[4, 8, 16]), (10, 10, 10), aux_offsets=[(0, 0, -4), (-2, 0, 0)])
+    x = torch.zeros(1, 1, 8, 16, 16)
+    assert net.train()(x).shape[1] == 5 and net.eval()(x).shape[1] == 3
+    assert net.offsets[3:] == [(0, 0, -4), (-2, 0, 0)] and len(net.offsets) == 5

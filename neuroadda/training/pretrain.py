@@ -45,17 +45,25 @@ def trainer_for(tc: TrainConfig, out_dir: Path, *, progress: bool = True, has_va
     from neuroadda.training.resume import checkpoint_callback
 
     ckpt = checkpoint_callback(out_dir, tc.checkpoint_every)
+    callbacks = [c for c in (ckpt, _progress_bar() if progress else None) if c is not None]
     several = tc.num_nodes > 1 or (isinstance(tc.devices, int) and tc.devices > 1)
     on_gpu = torch.cuda.is_available() and tc.accelerator in ("auto", "gpu", "cuda")
     sync_bn = several and norm == "batch" and on_gpu  # small per-device batches: statistics over all GPUs
     return pl.Trainer(
-        callbacks=[ckpt] if ckpt else None, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,
+        callbacks=callbacks, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,
         num_nodes=tc.num_nodes, strategy=tc.strategy, sync_batchnorm=sync_bn, precision=tc.precision,
         logger=logger, enable_checkpointing=ckpt is not None, enable_progress_bar=progress, enable_model_summary=False,
         val_check_interval=min(tc.val_every_n_steps, tc.max_steps) if has_val else None,
         check_val_every_n_epoch=None, limit_val_batches=1.0 if has_val else 0,
         log_every_n_steps=min(10, tc.max_steps), num_sanity_val_steps=0, default_root_dir=str(out_dir),
-        gradient_clip_val=tc.grad_clip)
+        gradient_clip_val=tc.grad_clip, deterministic="warn")  # deterministic kernels where torch has them
+
+
+def _progress_bar():
+    """Lightning's tqdm bar redrawn every 10 steps (every step costs a redraw and, in a batch log, a line)."""
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    return TQDMProgressBar(refresh_rate=10)
 
 
 def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: str | None = None,

@@ -215,6 +215,64 @@ class ExperimentConfig(_Strict):
         return [check_strategy(name) for name in v]
 
 
+class StudyTarget(_Strict):
+    """One target of the transfer study and how it is prepared (at its own voxel size unless given)."""
+
+    name: str
+    voxel_size: tuple[float, float, float] | None = Field(None, description="(z, y, x) nm to resample the target to")
+    candidate_size: Triple | None = Field(None, description="sample size (voxels); default adapt.active's")
+    holdout_fraction: float | None = Field(None, ge=0.05, lt=0.9, description="default adapt.active's")
+
+
+class TransferStudyConfig(_Strict):
+    """``configs/transfer_study.yaml``: fine-tune every source (and scratch) on every target on one shared sample
+    set per (target, n, seed); the realised held-out VI is the truth every source-selection estimator is judged by."""
+
+    name: str = Field("transfer-study", pattern=r"^[A-Za-z0-9._-]+$")
+    targets: list[StudyTarget] = Field(min_length=1)
+    sources: list[str] = Field(min_length=2, description="dataset names; a target is never its own source")
+    exclude: dict[str, list[str]] = Field({}, description="target -> sources not to run on it")
+    budgets: list[int] = Field([4], min_length=1, description="annotated samples n")
+    seeds: int = Field(5, ge=2)
+    sampling: Literal["random", "k-center"] = Field(
+        "random", description="shared sample sets chosen without any source model (k-center: on raw-intensity "
+                              "features, the same for every source)")
+    median_uncertainty: bool = Field(False, description="also each source's own median-uncertainty samples, "
+                                                        "as a separate factor")
+    backbones: str = Field("runs/study/backbones", description="folder with <source>/model.pt; missing ones "
+                                                               "are pretrained with the default recipe")
+    pretrain_config: str | None = Field(None, description="default configs/pretrain.yaml")
+    pretrain_configs: dict[str, str] = Field({}, description="source -> pretrain config overriding pretrain_config")
+    adapt_config: str | None = Field(None, description="fine-tuning schedule etc. (default configs/adapt.yaml)")
+    finetune_steps: int | None = Field(None, ge=1, description="override adapt finetune.max_steps")
+    estimators: list[str] = Field(["mmd2"], description="source-selection estimators scored for every target")
+    out: str = "runs/study"
+    resources: ResourcesConfig = ResourcesConfig()
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v):
+        if any(n < 1 for n in v):
+            raise ValueError("budgets must be positive sample counts")
+        return v
+
+    @model_validator(mode="after")
+    def _known(self):
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"targets repeat a name: {names}")
+        for t, srcs in self.exclude.items():
+            if t not in names:
+                raise ValueError(f"exclude names target '{t}', which is not in targets")
+            bad = [s for s in srcs if s not in self.sources]
+            if bad:
+                raise ValueError(f"exclude[{t}] names unknown source(s) {bad}")
+        for t in names:
+            if not [s for s in self.sources if s != t and s not in self.exclude.get(t, [])]:
+                raise ValueError(f"target '{t}' has no source left to transfer from")
+        return self
+
+
 def default_config_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "configs"
 

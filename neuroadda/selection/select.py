@@ -103,9 +103,27 @@ def split_by_position(x: np.ndarray, shape, patch, settings: EmbedSettings) -> t
     return x[first], x[~first]
 
 
+def fitting_patch(patch, shapes, strides) -> tuple[int, int, int]:
+    """The largest patch <= ``patch`` (z, y, x) that fits every volume of ``shapes`` and is a multiple of every
+    backbone stride of ``strides`` on each axis (so no source is refused for being smaller than the patch)."""
+    out = []
+    for ax, want in enumerate(patch):
+        step = int(np.lcm.reduce([int(s[ax]) for s in strides])) if strides else 1
+        room = min(int(sh[ax]) for sh in shapes)
+        size = (min(int(want), room) // step) * step
+        if size < step:
+            raise InputError(f"no patch fits: axis {'zyx'[ax]} has only {room} voxels in the smallest volume, "
+                             f"fewer than the backbones' stride {step}")
+        out.append(size)
+    return tuple(out)
+
+
 def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSettings = EmbedSettings(), *,
                  permutations: int = 1000, progress: bool = True) -> dict:
-    """Embed and compare; returns the selection record (see :func:`write_selection`), ranking best first."""
+    """Embed and compare; returns the selection record (see :func:`write_selection`), ranking best first.
+
+    The patch is ``settings.patch_size`` or the first backbone's training patch, shrunk where a volume (target or
+    source, at the common voxel size) is smaller (:func:`fitting_patch`)."""
     from neuroadda.selection.mmd import mmd2, mmd_test
 
     nets = {s: load_backbone(p) for s, p in backbones.items()}
@@ -117,13 +135,18 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
     per_backbone = settings.voxel_size == "backbone"
     tvol = open_volume(target, labels_key=None, resample_to=None if per_backbone else settings.voxel_size)
     common = tvol.voxel_size
-    rows = []
+    vols = {}
     for s, (net, meta) in nets.items():
         vs = tuple(meta["voxel_size"]) if per_backbone else common
-        tv = open_volume(target, labels_key=None, resample_to=vs) if per_backbone else tvol
+        vols[s] = (open_volume(target, labels_key=None, resample_to=vs) if per_backbone else tvol,
+                   open_volume(s, labels_key=None, resample_to=vs))
+    patch = fitting_patch(patch, [v.shape for pair in vols.values() for v in pair],
+                          [net.total_stride for net, _ in nets.values()])
+    rows = []
+    for s, (net, meta) in nets.items():
+        tv, sv = vols[s]
         x = embed_volume(net, meta, tv, patch, settings, seed=settings.seed, progress=progress)
-        y = embed_volume(net, meta, open_volume(s, labels_key=None, resample_to=vs), patch, settings,
-                         seed=settings.seed + 1, progress=progress)
+        y = embed_volume(net, meta, sv, patch, settings, seed=settings.seed + 1, progress=progress)
         x, y = embedding_space([x, y], settings.space)
         r = mmd_test(x, y, permutations=permutations, seed=settings.seed)
         floor = mmd2(*split_by_position(x, tv.shape, patch, settings), bandwidth=r.bandwidth)

@@ -59,6 +59,15 @@ def _backbone(path, seed):
     return str(path)
 
 
+def test_fitting_patch_shrinks_to_the_smallest_volume_in_stride_steps():
+    from neuroadda.selection.select import fitting_patch
+
+    # a FIB-SEM backbone (stride 8 on every axis) and an ssTEM one (1, 8, 8); gala at 50 nm z has 10 slices
+    assert fitting_patch((16, 96, 96), [(10, 250, 500), (30, 205, 205)], [(8, 8, 8), (1, 8, 8)]) == (8, 96, 96)
+    assert fitting_patch((16, 96, 96), [(250, 250, 250)], [(2, 4, 4)]) == (16, 96, 96)
+    assert fitting_patch((16, 96, 96), [(20, 50, 300)], [(4, 16, 16)]) == (16, 48, 96)
+
+
 def test_resolve_backbones(tmp_path):
     (tmp_path / "a.h5").mkdir()
     (tmp_path / "bb" / "a.h5").mkdir(parents=True)
@@ -92,7 +101,7 @@ def test_select_source_end_to_end(tmp_path, capsys):
     ("unknown_source", "did you mean gala-test"),
     ("no_backbone", "no backbone checkpoint for source(s)"),
     ("wrong_kind", "not a NeuroADDA backbone checkpoint"),
-    ("small_target", "larger than the volume"),
+    ("small_target", "no patch fits"),
 ])
 def test_select_source_errors(tmp_path, capsys, case, fragment):
     target = _volume(tmp_path / "t.h5")
@@ -102,7 +111,7 @@ def test_select_source_errors(tmp_path, capsys, case, fragment):
         torch.save({"weights": torch.zeros(2)}, tmp_path / "b.pt")
     if case == "small_target":
         with h5py.File(tmp_path / "tiny.h5", "w") as f:
-            f["raw"] = np.zeros((4, 8, 8), np.uint8)
+            f["raw"] = np.zeros((2, 8, 8), np.uint8)  # thinner than the backbone's stride 4 in z
         target = str(tmp_path / "tiny.h5")
     args = ["select-source", "--target", target, "--sources", src, "--out", str(tmp_path / "o"), "--quiet"]
     if case != "no_backbone":

@@ -15,7 +15,7 @@ from neuroadda.errors import NeuroAddaError
 
 def build_parser() -> argparse.ArgumentParser:
     from neuroadda.cli import (adapt_cmd, datasets_cmd, demo_cmd, evaluate_cmd, experiment_cmd, infer_cmd, select_cmd,
-                               train_cmd)
+                               study_cmd, train_cmd)
 
     parser = argparse.ArgumentParser(
         prog="neuroadda",
@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "annotate a few samples, fine-tune a 3D affinity UNet, segment with waterz, score by VI.")
     parser.add_argument("--version", action="version", version=f"neuroadda {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (demo_cmd, datasets_cmd, train_cmd, infer_cmd, evaluate_cmd, select_cmd, adapt_cmd, experiment_cmd):
+    for module in (demo_cmd, datasets_cmd, train_cmd, infer_cmd, evaluate_cmd, select_cmd, adapt_cmd, experiment_cmd,
+                   study_cmd):
         module.register(sub)
     select_cmd.register_analysis(sub)
     return parser

@@ -34,7 +34,7 @@ def save_backbone(path: str | Path, net: AffinityUNet, meta: dict[str, Any]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "net": net.hparams, "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                "code_version": code_version(), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), **meta}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path

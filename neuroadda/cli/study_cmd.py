@@ -1,0 +1,42 @@
+"""``neuroadda transfer-study``: fine-tune every source and scratch on every target, on shared samples."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("transfer-study", help="measure which source transfers best to each target (every pair, "
+                                              "several seeds, paired statistics, estimators judged)",
+                       description="For every target, n and seed: one sample set drawn without any source model, "
+                                   "shared by every source's fine-tune and by scratch; held-out VI per arm, zero-shot "
+                                   "VI per source and every estimator's scores. Resumable (finished elements are "
+                                   "skipped). Writes OUT/results.{json,md}, vi_matrix.png, estimators.png.")
+    p.add_argument("--config", required=True, help="study YAML, e.g. configs/transfer_study.yaml")
+    p.add_argument("--out", default=None, help="output folder (default: the config's 'out')")
+    p.add_argument("--aggregate-only", action="store_true", help="only collect the finished elements")
+    p.add_argument("--plan", action="store_true", help="print the elements and whether each is done, run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from neuroadda.config import TransferStudyConfig, load_config
+    from neuroadda.workflows import study
+    from neuroadda.workflows.study_results import collect, write_results
+
+    cfg = load_config(args.config, TransferStudyConfig, overrides={"out": args.out})
+    study.check(cfg)
+    if args.plan:
+        els = study.plan(cfg)
+        done = [study.output(cfg, e).is_file() for e in els]
+        for e, d in zip(els, done):
+            print(f"{'done' if d else 'todo'}  {e.label()}")
+        print(f"{sum(done)} of {len(els)} elements done")
+        return 0
+    if not args.aggregate_only:
+        study.run(cfg, progress=not args.quiet)
+    res = collect(cfg)
+    paths = write_results(res, cfg.out)
+    print(open(paths["md"]).read(), end="")
+    print(f"wrote {', '.join(str(p) for p in paths.values())}"
+          + (f" ({len(res['missing'])} element(s) not finished)" if res["missing"] else ""))
+    return 0

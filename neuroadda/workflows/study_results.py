@@ -1,0 +1,254 @@
+"""The transfer study's results: ``results.json`` (every per-seed VI and estimator score), ``results.md`` and
+figures, all recomputable from ``results.json`` alone (:func:`tables` is what ``results.md`` prints).
+
+results.json: ``{"targets": {T: {"n", "seeds", "arms": {arm: {"vi", "vi_split", "vi_merge"}}, "zero_shot":
+{source: vi}, "estimators": {name: {source: score}}, "modality", "source_modality"}}, "default_estimator",
+"by_n": {n: {T: {"arms": ...}}}, "study": {...}}``; per-seed lists follow ``seeds``; lower score = predicted
+better.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from neuroadda.errors import InputError
+from neuroadda.metrics.stats import bootstrap_ci, mean_sd, wilcoxon_signed_rank
+from neuroadda.report import save_figure, write_json
+from neuroadda.selection.assess import modality_scores, noise_ceiling, pooled, random_order_baseline
+
+SCRATCH = "scratch"
+
+
+def modality(dataset: str) -> str:
+    """The imaging modality of a dataset card, first word (``FIB-SEM``, ``ssTEM``, ...); '?' without a card."""
+    from neuroadda.data.cards import all_cards
+
+    card = all_cards().get(dataset)
+    return card.modality.split()[0] if card is not None else "?"
+
+
+def collect(cfg) -> dict:
+    """Read every finished element of the study into the results record (missing elements are listed)."""
+    from neuroadda.workflows.study import Element, output, sources_for
+
+    res = {"targets": {}, "by_n": {}, "missing": [], "default_estimator": cfg.estimators[0],
+           "study": {"sources": cfg.sources, "budgets": cfg.budgets, "seeds": cfg.seeds, "sampling": cfg.sampling,
+                     "name": cfg.name}}
+    for t in cfg.targets:
+        srcs = sources_for(cfg, t.name)
+        for n in cfg.budgets:
+            arms = {}
+            for arm in srcs + [SCRATCH]:
+                rows = {}
+                for seed in range(cfg.seeds):
+                    p = output(cfg, Element("finetune", t.name, arm, n, seed))
+                    if p.is_file():
+                        rows[seed] = json.loads(p.read_text())
+                    else:
+                        res["missing"].append(str(p))
+                arms[arm] = rows
+            seeds = [s for s in range(cfg.seeds) if all(s in arms[a] for a in arms)]  # complete seeds only: paired
+            block = {"n": n, "seeds": seeds,
+                     "arms": {a: {k: [arms[a][s][k] for s in seeds] for k in ("vi", "vi_split", "vi_merge")}
+                              for a in arms}}
+            res["by_n"].setdefault(str(n), {})[t.name] = block
+        main = dict(res["by_n"][str(cfg.budgets[0])][t.name])
+        zs = {}
+        for s in srcs:
+            p = output(cfg, Element("zero-shot", t.name, s))
+            if p.is_file():
+                zs[s] = json.loads(p.read_text())["vi"]
+        est = {}
+        for name in cfg.estimators:
+            p = output(cfg, Element("estimator", t.name, name))
+            if p.is_file():
+                est[name] = json.loads(p.read_text())["scores"]
+        main.update({"zero_shot": zs, "estimators": est, "modality": modality(t.name),
+                     "source_modality": {s: modality(s) for s in srcs}})
+        res["targets"][t.name] = main
+    return res
+
+
+def transfer_table(block: dict) -> list[dict]:
+    """Per source: mean ± sd VI, paired difference to scratch (bootstrap 95 % CI, Wilcoxon p), negative transfer."""
+    sc = np.asarray(block["arms"][SCRATCH]["vi"], float)
+    rows = []
+    for arm, v in block["arms"].items():
+        v = np.asarray(v["vi"], float)
+        m, sd = mean_sd(v) if len(v) else (float("nan"), float("nan"))
+        row = {"arm": arm, "mean": m, "sd": sd}
+        if arm != SCRATCH and len(v) >= 2:
+            d = v - sc
+            dm, lo, hi = bootstrap_ci(d)
+            row.update({"diff": dm, "ci_low": lo, "ci_high": hi, "wilcoxon_p": wilcoxon_signed_rank(d),
+                        "negative_transfer": bool(lo > 0), "positive_transfer": bool(hi < 0)})
+        rows.append(row)
+    return rows
+
+
+def realised(block: dict) -> dict[str, float]:
+    """Mean held-out VI of every source arm (scratch excluded): the truth estimators are judged by."""
+    return {a: float(np.mean(v["vi"])) for a, v in block["arms"].items() if a != SCRATCH and len(v["vi"])}
+
+
+def assess_estimators(res: dict, *, permutations: int = 10_000) -> dict:
+    """Every estimator and the two baselines against realised VI, per target and pooled; plus noise ceilings."""
+    vi = {t: realised(b) for t, b in res["targets"].items() if b["seeds"]}
+    out = {"random order": random_order_baseline(vi),
+           "same modality first": pooled({t: modality_scores(b["modality"], b["source_modality"])
+                                          for t, b in res["targets"].items() if t in vi}, vi, permutations=permutations)}
+    names = sorted({n for b in res["targets"].values() for n in b["estimators"]})
+    for name in names:
+        scores = {t: b["estimators"][name] for t, b in res["targets"].items() if name in b["estimators"] and t in vi}
+        out[name] = pooled(scores, vi, permutations=permutations)
+    ceilings = {t: noise_ceiling({a: v["vi"] for a, v in b["arms"].items() if a != SCRATCH})
+                for t, b in res["targets"].items() if t in vi}
+    return {"estimators": out, "noise_ceiling": ceilings,
+            "noise_ceiling_mean": float(np.nanmean(list(ceilings.values()))) if ceilings else float("nan")}
+
+
+def tables(res: dict) -> str:
+    """``results.md``: the VI matrix, paired differences to scratch, and the estimators against realised VI."""
+    def f(x, d=3):
+        return "—" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
+
+    targets = [t for t, b in res["targets"].items() if b["seeds"]]
+    arms = sorted({a for t in targets for a in res["targets"][t]["arms"] if a != SCRATCH}) + [SCRATCH]
+    lines = [f"# Transfer study: held-out VI (bits, mean ± sd over seeds; lower is better)", "",
+             "| target (n, seeds) | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for t in targets:
+        b = res["targets"][t]
+        cells = []
+        for a in arms:
+            v = b["arms"].get(a, {}).get("vi", [])
+            cells.append(f"{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else "·")
+        lines.append(f"| {t} (n={b['n']}, {len(b['seeds'])}) | " + " | ".join(cells) + " |")
+    lines += ["", "## Each source against scratch (paired on seeds and samples)", "",
+              "| target | source | zero-shot VI | VI − scratch [95% bootstrap CI] | Wilcoxon p | reading |",
+              "|---|---|---:|---|---:|---|"]
+    for t in targets:
+        b = res["targets"][t]
+        for r in transfer_table(b):
+            if r["arm"] == SCRATCH or "diff" not in r:
+                continue
+            reading = ("negative transfer" if r["negative_transfer"] else "better than scratch"
+                       if r["positive_transfer"] else "within noise")
+            lines.append(f"| {t} | {r['arm']} | {f(b['zero_shot'].get(r['arm']))} | {r['diff']:+.3f} "
+                         f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['wilcoxon_p']:.3f} | {reading} |")
+    a = assess_estimators(res)
+    lines += ["", "## Estimators against realised transfer", "",
+              f"Noise ceiling (Spearman between disjoint halves of the seeds): "
+              + ", ".join(f"{t} {f(v, 2)}" for t, v in a["noise_ceiling"].items())
+              + f"; mean {f(a['noise_ceiling_mean'], 2)}.", "",
+              "| estimator | pooled Spearman | permutation p | top-1 | regret (bits) | per target Spearman |",
+              "|---|---:|---:|---:|---:|---|"]
+    for name, e in a["estimators"].items():
+        per = ", ".join(f"{t} {f(r['spearman'], 2)}" for t, r in e["per_target"].items())
+        lines.append(f"| {name} | {f(e['spearman'], 2)} | {f(e['p_value'], 3)} | {f(e['top1'], 2)} | "
+                     f"{f(e['regret'])} | {per} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_matrix(res: dict, path: Path) -> Path:
+    """Heatmap: targets x (sources + scratch), mean held-out VI, the best arm of each row outlined."""
+    from neuroadda.report import pyplot
+
+    plt = pyplot()
+    targets = [t for t, b in res["targets"].items() if b["seeds"]]
+    arms = sorted({a for t in targets for a in res["targets"][t]["arms"] if a != SCRATCH}) + [SCRATCH]
+    m = np.full((len(targets), len(arms)), np.nan)
+    for i, t in enumerate(targets):
+        for j, a in enumerate(arms):
+            v = res["targets"][t]["arms"].get(a, {}).get("vi", [])
+            if len(v):
+                m[i, j] = np.mean(v)
+    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2.5, 0.8 * len(targets) + 2), layout="constrained")
+    im = ax.imshow(m, cmap="viridis_r", aspect="auto")
+    for i in range(len(targets)):
+        for j in range(len(arms)):
+            if np.isfinite(m[i, j]):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                        color="white" if m[i, j] > np.nanmean(m) else "black",
+                        fontweight="bold" if m[i, j] == np.nanmin(m[i]) else "normal")
+    ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
+    ax.set_yticks(range(len(targets)), targets)
+    ax.set_xlabel("fine-tuned from (same samples for every arm)")
+    ax.set_title("Held-out VI after fine-tuning (bits, mean over seeds; bold = best of the row)")
+    fig.colorbar(im, ax=ax, label="VI (bits), lower is better")
+    return save_figure(fig, path)
+
+
+def plot_estimators(res: dict, path: Path) -> Path:
+    """One panel per target: each estimator's score (x) against realised mean VI (y), sources labelled."""
+    from neuroadda.report import pyplot
+
+    plt = pyplot()
+    targets = [t for t, b in res["targets"].items() if b["seeds"] and b["estimators"]]
+    names = sorted({n for t in targets for n in res["targets"][t]["estimators"]})
+    if not targets or not names:
+        raise InputError("no estimator scores to plot yet")
+    fig, axes = plt.subplots(len(names), len(targets), figsize=(3.6 * len(targets), 3.2 * len(names)),
+                             squeeze=False, layout="constrained")
+    for i, name in enumerate(names):
+        for j, t in enumerate(targets):
+            ax, b = axes[i, j], res["targets"][t]
+            vi, sc = realised(b), b["estimators"].get(name, {})
+            srcs = [s for s in vi if s in sc]
+            ax.scatter([sc[s] for s in srcs], [vi[s] for s in srcs], color="tab:blue")
+            for s in srcs:
+                ax.annotate(s, (sc[s], vi[s]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.axhline(np.mean(b["arms"][SCRATCH]["vi"]), color="0.5", ls="--", lw=1, label="scratch")
+            ax.set_title(f"{t}", fontsize=9)
+            ax.set_xlabel(f"{name} (lower = predicted better)", fontsize=8)
+            ax.set_ylabel("realised VI (bits)", fontsize=8)
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    return save_figure(fig, path)
+
+
+def plot_vi_vs_n(res: dict, path: Path) -> Path | None:
+    """Mean held-out VI against the budget n per target and arm (only with several budgets)."""
+    if len(res["by_n"]) < 2:
+        return None
+    from neuroadda.report import pyplot
+
+    plt = pyplot()
+    ns = sorted(int(n) for n in res["by_n"])
+    targets = list(res["targets"])
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.8 * len(targets), 3.2), squeeze=False, layout="constrained")
+    for ax, t in zip(axes[0], targets):
+        arms = res["by_n"][str(ns[0])][t]["arms"]
+        for a in arms:
+            ys = [np.mean(res["by_n"][str(n)][t]["arms"][a]["vi"]) if res["by_n"][str(n)][t]["arms"][a]["vi"]
+                  else np.nan for n in ns]
+            ax.plot(ns, ys, marker="o", label=a, ls="--" if a == SCRATCH else "-")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("annotated samples n")
+        ax.set_ylabel("held-out VI (bits)")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    return save_figure(fig, path)
+
+
+def write_results(res: dict, out: str | Path) -> dict:
+    """Write results.json, results.md and the figures into ``out``; returns the paths."""
+    out = Path(out)
+    paths = {"json": write_json(out / "results.json", res)}
+    md = out / "results.md"
+    tmp = md.with_name("results.md.tmp")
+    tmp.write_text(tables(res))
+    tmp.replace(md)
+    paths["md"] = md
+    if any(b["seeds"] for b in res["targets"].values()):
+        paths["matrix"] = plot_matrix(res, out / "vi_matrix.png")
+        try:
+            paths["estimators"] = plot_estimators(res, out / "estimators.png")
+        except InputError:
+            pass
+        vn = plot_vi_vs_n(res, out / "vi_vs_n.png")
+        if vn is not None:
+            paths["vi_vs_n"] = vn
+    return paths

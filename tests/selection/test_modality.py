@@ -173,3 +173,40 @@ def test_plain_mantel_matches_scikit_bio_if_installed():
         r, p, n = mantel(x, y, method=method, permutations=999, alternative="greater")
         assert ours["r"] == pytest.approx(r, abs=1e-12) and n == 9
         assert abs(ours["p_value"] - p) < 0.05  # different random relabellings: p agrees to Monte-Carlo error
+
+
+# ---------------------------------------------------------------- wiring: phylogeny analysis and mmd-matrix CLI
+
+CROSS = ["neuroproof", "gala-train", "isbi2012", "vnc-gerhard2013", "kasthuri2015-mouse", "h01-crop",
+         "platynereis-vergara2021"]
+
+
+def test_phylogeny_analysis_separates_modality_from_species(tmp_path):
+    import json
+
+    from neuroadda.selection.phylogeny import phylogeny_analysis
+
+    classes = [modality_class(get_card(n).modality) for n in CROSS]
+    mmd = modality_matrix(classes) + 0.05 * random_distance(len(CROSS), 1) / 21  # follows the microscope only
+    (tmp_path / "m.json").write_text(json.dumps({"datasets": CROSS, "mmd2": mmd.tolist()}))
+    res = phylogeny_analysis(tmp_path / "m.json", None, tmp_path, permutations=99)
+    fine = res["modality"]["fine"]
+    assert fine["classes"] == classes and res["modality"]["coarse"]["classes"][0] == "block-face"
+    assert fine["mantel_modality"]["spearman"]["r"] > 0.5 and fine["mantel_modality"]["spearman"]["p_value"] < 0.05
+    assert fine["partial_modality_given_divergence"]["spearman"]["p_value"] < 0.05
+    assert fine["partial_divergence_given_modality"]["spearman"]["p_value"] > 0.05
+    assert json.loads((tmp_path / "phylogeny.json").read_text())["modality"]["fine"]["classes"] == classes
+
+
+@pytest.mark.parametrize("patch, fragment", [(["8", "64", "64"], "larger than the volume"),
+                                             (["6", "48", "48"], "multiple of this encoder's stride")])
+def test_mmd_matrix_refuses_a_bad_patch_before_embedding(tmp_path, capsys, patch, fragment):
+    from neuroadda.cli.main import main
+    from neuroadda.data.cards import datasets_dir
+
+    out = tmp_path / "o"
+    assert main(["mmd-matrix", "--datasets", "platynereis-vergara2021", "gala-train", "--encoder",
+                 str(datasets_dir() / "backbones" / "gala-train.pt"), "--voxel-size", "50", "20", "20",
+                 "--patch-size", *patch, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0] and not out.exists()

@@ -66,6 +66,9 @@ def register_analysis(sub) -> None:
     m.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean")
     m.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("Z", "Y", "X"),
                    help="common voxel size in nm (default: the encoder's training voxel size)")
+    m.add_argument("--patch-size", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
+                   help="patch in voxels at that voxel size, a multiple of the encoder's stride; must fit every "
+                        "dataset (default: the encoder's training patch)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", default="runs/mmd_matrix")
     m.add_argument("--quiet", action="store_true")
@@ -84,7 +87,8 @@ def run_matrix(args) -> int:
     from neuroadda.selection.select import EmbedSettings
 
     settings = EmbedSettings(n_patches=args.patches, seed=args.seed, pooling=args.pooling,
-                             voxel_size=tuple(args.voxel_size) if args.voxel_size else None)
+                             voxel_size=tuple(args.voxel_size) if args.voxel_size else None,
+                             patch_size=tuple(args.patch_size) if args.patch_size else None)
     res = mmd_matrix(args.datasets, args.encoder, settings, progress=not args.quiet)
     path = write_matrix(res, args.out)
     names = res["datasets"]
@@ -102,6 +106,12 @@ def run_phylogeny(args) -> int:
     for method, r in res["mantel"].items():
         rs = "undefined" if r.get("r") is None else f"{r['r']:.3f} (p = {r['p_value']:.4g})"
         print(f"Mantel {method}: r = {rs}")
+    for scheme, block in res["modality"].items():
+        for what, key in (("MMD² vs divergence given modality", "partial_divergence_given_modality"),
+                          ("MMD² vs modality given divergence", "partial_modality_given_divergence")):
+            r = block[key]["spearman"]
+            rs = "undefined" if r.get("r") is None else f"{r['r']:.3f} (p = {r['p_value']:.4g})"
+            print(f"partial Mantel spearman, {what} ({scheme} classes): r = {rs}")
     if res.get("note"):
         print(f"note: {res['note']}")
     print(f"wrote {out / 'phylogeny.json'} and {out / 'phylogeny.png'}")

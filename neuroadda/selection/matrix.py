@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from neuroadda.data.io import short_name
-from neuroadda.data.volume import open_volume
+from neuroadda.data.volume import check_patch_fits, open_volume
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
 from neuroadda.selection.select import EmbedSettings, embed_volume, embedding_space
@@ -26,8 +26,13 @@ def mmd_matrix(datasets: list[str], encoder: str | Path, settings: EmbedSettings
     net, meta = load_backbone(encoder)
     vs = tuple(settings.voxel_size or meta["voxel_size"])
     patch = tuple(settings.patch_size or meta["patch_size"])
-    emb = [embed_volume(net, meta, open_volume(d, labels_key=None, resample_to=vs), patch, settings,
-                        seed=settings.seed + i, progress=progress) for i, d in enumerate(datasets)]
+    if any(p % k for p, k in zip(patch, net.total_stride)):
+        raise InputError(f"{encoder}: patch {patch} is not a multiple of this encoder's stride {net.total_stride}")
+    vols = [open_volume(d, labels_key=None, resample_to=vs) for d in datasets]
+    for v in vols:  # every volume must take the patch before any is embedded
+        check_patch_fits(v, patch)
+    emb = [embed_volume(net, meta, v, patch, settings, seed=settings.seed + i, progress=progress)
+           for i, v in enumerate(vols)]
     emb = embedding_space(emb, settings.space)
     sigma = median_bandwidth(np.concatenate(emb, 0), seed=settings.seed)
     k = len(datasets)
@@ -46,10 +51,28 @@ def write_matrix(result: dict, out_dir: str | Path) -> Path:
     from neuroadda.selection.phylogeny import plot_dendrogram, plot_heatmap
 
     out = Path(out_dir)
-    labels = [short_name(n) for n in result["datasets"]]
+    labels = [_label(n) for n in result["datasets"]]
     d = np.clip(np.asarray(result["mmd2"]), 0, None)  # the unbiased estimate can dip below 0 for equal distributions
     path = write_json(out / "mmd_matrix.json", result)
+    enc = Path(result["encoder"])
+    enc_name = enc.parent.name if enc.name == "model.pt" and enc.parent.name else enc.stem
+    vs = "x".join(f"{v:g}" for v in result["settings"]["voxel_size_nm"])
     plot_heatmap(np.asarray(result["mmd2"]), labels, out / "mmd_matrix.png",
-                 f"MMD² between datasets (encoder: {Path(result['encoder']).parent.name or result['encoder']})", "MMD²")
-    plot_dendrogram(d, labels, out / "mmd_dendrogram.png", "UPGMA on MMD²")
+                 f"MMD², encoder {enc_name}, voxel {vs} nm", "MMD²")
+    plot_dendrogram(d, labels, out / "mmd_dendrogram.png", f"UPGMA on MMD², encoder {enc_name}, voxel {vs} nm")
     return path
+
+
+def _label(spec: str) -> str:
+    """Display name: a card name over its organism and modality class ('isbi2012\\nfruit fly, ssTEM')."""
+    from neuroadda.data.cards import all_cards
+    from neuroadda.selection.modality import modality_class
+
+    card = all_cards().get(spec)
+    if card is None:
+        return short_name(spec)
+    try:
+        cls = modality_class(card.modality)
+    except InputError:
+        cls = card.modality.split(" (")[0]
+    return f"{spec}\n{card.organism.split(',')[0]}, {cls}"

@@ -21,6 +21,8 @@ from scipy.stats import rankdata
 
 from neuroadda.errors import ConfigError, read_yaml_mapping, InputError
 from neuroadda.report import save_figure, write_json  # atomic: temp name, then os.replace
+from neuroadda.selection.modality import (EXACT_MAX_N, SCHEMES, modality_class, modality_matrix, partial_mantel_test,
+                                         perm_chunks)
 
 _KEYS = {"top": ({"source", "species", "tree"}, {"url"}), "species": ({"name", "common"}, set()),
          "clade": ({"clade", "age_mya", "children"}, {"note"})}  # (required, optional) keys
@@ -120,7 +122,7 @@ def mantel_test(a, b, *, permutations: int = 9999, method: str = "spearman", alt
     ``r`` is the Pearson or Spearman correlation of the n(n-1)/2 upper-triangle entries. The null distribution
     permutes rows and columns of ``b`` jointly (relabels its objects). ``alternative="greater"`` (default, the
     usual Mantel question "do the distances agree?") counts ``r_perm >= r``; ``"two-sided"`` counts
-    ``|r_perm| >= |r|``. For n <= 7 all n! permutations are enumerated (``exact: True``) and
+    ``|r_perm| >= |r|``. For n <= 8 all n! permutations are enumerated (``exact: True``) and
     p = #{hits} / n! (the identity is one of them); otherwise ``permutations`` random ones are drawn and
     p = (1 + #{hits}) / (1 + permutations). If either triangle has zero variance r and p are None and
     ``note`` says why.
@@ -137,7 +139,7 @@ def mantel_test(a, b, *, permutations: int = 9999, method: str = "spearman", alt
     if method == "spearman":  # ranks move with the entries under relabelling, so rank once
         x, y = rankdata(x), rankdata(y)
     out = dict(r=None, p_value=None, permutations=0, n=n, n_pairs=len(x), method=method,
-               alternative=alternative, exact=n <= 7, note=None)
+               alternative=alternative, exact=n <= EXACT_MAX_N, note=None)
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         out["note"] = "correlation undefined: one matrix has fewer than 2 pairs or all its pairwise values are equal"
         return out
@@ -148,18 +150,12 @@ def mantel_test(a, b, *, permutations: int = 9999, method: str = "spearman", alt
     ym = ym + ym.T
     r = float(xz @ ym[iu])
 
-    if n <= 7:
-        chunks = [np.array(list(itertools.permutations(range(n))), dtype=np.intp)]
-    else:
-        rng = np.random.default_rng(seed)
-        chunks = [rng.permuted(np.tile(np.arange(n), (min(batch, permutations - s), 1)), axis=1)
-                  for s in range(0, permutations, batch)]
     eps, hits, total = 1e-10, 0, 0
-    for perms in chunks:  # (k, n) relabellings -> (k,) correlations, r_perm = y_perm . x (both standardised)
+    for perms in perm_chunks(n, permutations, seed, batch):  # (k, n) relabellings -> (k,) correlations, r_perm = y_perm . x (both standardised)
         rp = ym[perms[:, :, None], perms[:, None, :]][:, iu[0], iu[1]] @ xz
         hits += int(np.sum(rp >= r - eps) if alternative == "greater" else np.sum(np.abs(rp) >= abs(r) - eps))
         total += len(perms)
-    p = hits / total if n <= 7 else (1 + hits) / (1 + total)
+    p = hits / total if n <= EXACT_MAX_N else (1 + hits) / (1 + total)
     out.update(r=r, p_value=float(p), permutations=total)
     return out
 
@@ -216,14 +212,23 @@ def _fmt(s: dict) -> str:
     return f"{s['method']} r = {s['r']:.3f}, p = {s['p_value']:.3g}{' (exact)' if s.get('exact') else ''}"
 
 
-def plot_phylogeny_scatter(mmd_d, div_d, labels: list[str], path, stats: dict) -> Path:
+def plot_phylogeny_scatter(mmd_d, div_d, labels: list[str], path, stats: dict, modality_d=None,
+                           partial: dict | None = None) -> Path:
     """Scatter of pairwise MMD² against divergence (Mya), one annotated point per pair; ``stats`` holds
-    Mantel results (one result dict, or a dict of them by method) shown in the title."""
+    Mantel results (one result dict, or a dict of them by method) shown in the title. With ``modality_d``
+    ((n, n), 0 = same modality) pairs are coloured by same/different modality; ``partial`` (result dicts by
+    method) adds the partial Mantel given modality to the title."""
     mmd_d, div_d = np.asarray(mmd_d, float), np.asarray(div_d, float)
     iu = np.triu_indices(len(labels), 1)
     fig = _fig((7.5, 5.5))
     ax = fig.subplots()
-    ax.scatter(div_d[iu], mmd_d[iu], s=30, color="tab:blue", zorder=3)
+    if modality_d is None:
+        ax.scatter(div_d[iu], mmd_d[iu], s=30, color="tab:blue", zorder=3)
+    else:
+        same = np.asarray(modality_d)[iu] == 0
+        for mask, color, name in ((same, "tab:blue", "same modality"), (~same, "tab:orange", "different modality")):
+            ax.scatter(div_d[iu][mask], mmd_d[iu][mask], s=30, color=color, zorder=3, label=name)
+        ax.legend(loc="upper center", fontsize=8)
     groups: dict[tuple, list[str]] = {}  # pairs at the same point share one label
     for i, j in zip(*iu):
         groups.setdefault((div_d[i, j], mmd_d[i, j]), []).append(f"{labels[i]}–{labels[j]}")
@@ -233,15 +238,20 @@ def plot_phylogeny_scatter(mmd_d, div_d, labels: list[str], path, stats: dict) -
     ax.set_ylabel("MMD²")
     ax.grid(alpha=0.3)
     parts = [stats] if "r" in stats else list(stats.values())
-    ax.set_title("Mantel: " + "; ".join(_fmt(s) for s in parts), fontsize=9)
+    title = "Mantel: " + "; ".join(_fmt(s) for s in parts)
+    if partial:
+        title += "\ngiven modality: " + "; ".join(_fmt(s) for s in partial.values())
+    ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
 
 def phylogeny_analysis(mmd_matrix_json: Path, tree_path: Path | None, out_dir: Path,
                        permutations: int = 9999) -> dict:
     """Mantel tests (Spearman and Pearson) of MMD² vs divergence time for the datasets of ``mmd_matrix_json``
-    (``{"datasets": [n card names], "mmd2": (n, n) nested list, ...}``); writes ``out_dir/phylogeny.json`` and
-    ``out_dir/phylogeny.png`` and returns the JSON's dict. An asymmetric MMD² matrix is symmetrised as (M + Mᵀ)/2.
+    (``{"datasets": [n card names], "mmd2": (n, n) nested list, ...}``), and for each modality scheme
+    (``fine``, ``coarse``: see :func:`modality_class`) the Mantel test of MMD² vs "different modality" and the
+    partial Mantel tests of each given the other; writes ``out_dir/phylogeny.json`` and ``out_dir/phylogeny.png``
+    and returns the JSON's dict. An asymmetric MMD² matrix is symmetrised as (M + Mᵀ)/2.
     """
     from neuroadda.data.cards import get_card
 
@@ -262,17 +272,31 @@ def phylogeny_analysis(mmd_matrix_json: Path, tree_path: Path | None, out_dir: P
     m = (m + m.T) / 2
     try:
         species = [get_card(x).species for x in names]
+        classes = {sc: [modality_class(get_card(x).modality, sc) for x in names] for sc in SCHEMES}
     except InputError as e:
         raise InputError(f"{src}: field 'datasets': {e}") from None
     tree = load_tree(tree_path)
     div = divergence_matrix(species, tree)
-    mantel = {k: mantel_test(m, div, permutations=permutations, method=k) for k in ("spearman", "pearson")}
+    methods = ("spearman", "pearson")
+    mantel = {k: mantel_test(m, div, permutations=permutations, method=k) for k in methods}
     if mantel["spearman"]["r"] is None:
         notes.append("correlation undefined: all divergence times (or all MMD² values) are equal"
                      + (f" (every dataset is {species[0]})" if len(set(species)) == 1 else ""))
+    modality = {}
+    for scheme in SCHEMES:  # does MMD² follow the species once the microscope is held fixed, and vice versa?
+        mod = modality_matrix(classes[scheme])
+        modality[scheme] = dict(
+            classes=classes[scheme],
+            mantel_modality={k: mantel_test(m, mod, permutations=permutations, method=k) for k in methods},
+            partial_divergence_given_modality={k: partial_mantel_test(m, div, mod, permutations=permutations,
+                                                                      method=k) for k in methods},
+            partial_modality_given_divergence={k: partial_mantel_test(m, mod, div, permutations=permutations,
+                                                                      method=k) for k in methods})
     result = dict(datasets=names, species=species, divergence_mya=div.tolist(), mmd2=m.tolist(), mantel=mantel,
-                  tree=dict(path=tree.path, source=tree.source), note="; ".join(notes) or None)
+                  modality=modality, tree=dict(path=tree.path, source=tree.source), note="; ".join(notes) or None)
     out_dir = Path(out_dir)
-    plot_phylogeny_scatter(m, div, names, out_dir / "phylogeny.png", mantel)
+    plot_phylogeny_scatter(m, div, names, out_dir / "phylogeny.png", mantel,
+                           modality_matrix(modality["fine"]["classes"]),
+                           modality["fine"]["partial_divergence_given_modality"])
     write_json(out_dir / "phylogeny.json", result)
     return result

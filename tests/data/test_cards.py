@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import yaml
 
@@ -17,6 +18,7 @@ from neuroadda.errors import ConfigError, InputError
 DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 CARD_FILES = sorted(p for p in DATASETS.glob("*.yaml") if p.name != "phylogeny.yaml")
 BUNDLED = ["neuroproof", "gala-train", "gala-test", "isbi2012", "vnc-gerhard2013"]
+RAW_ONLY = ["kasthuri2015-mouse", "h01-crop", "platynereis-vergara2021"]  # bundled, no labels
 PUBLIC = ["snemi3d", "cremi-a", "cremi-b", "cremi-c", "fib25"]
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -47,14 +49,18 @@ def test_every_card_loads_and_is_consistent(path):
     assert all(v > 0 for v in card.voxel_size_nm)
     assert card.shape is None or all(n > 0 for n in card.shape)
     assert card.files and card.license.strip() and card.citation.strip()
-    assert card.labels is not None and card.labels_kind in ("3d_instance", "2d_instance_per_slice")
+    if card.name in RAW_ONLY:
+        assert card.labels is None and card.labels_kind is None and card.bundled
+        assert "RAW ONLY" in card.description, "raw-only cards say so in their description"
+    else:
+        assert card.labels is not None and card.labels_kind in ("3d_instance", "2d_instance_per_slice")
     names = [f.filename for f in card.files]
     assert len(names) == len(set(names))
     for f in card.files:
         assert f.sha256 is None or HEX64.match(f.sha256), f"{f.filename}: sha256 must be lowercase hex"
         assert f.url is None or f.url.startswith("https://"), f.url
     archives = [f for f in card.files if f.unpack]
-    for ref in (card.raw, card.labels):  # arrays live in a listed file, or come out of a listed archive
+    for ref in (r for r in (card.raw, card.labels) if r is not None):  # arrays live in a listed file, or come out of a listed archive
         assert ref.file in names or archives, f"{ref.file} is not one of the card's files"
     if card.bundled:
         assert not card.downloadable, "bundled files are converted: no download URL"
@@ -71,11 +77,11 @@ def test_names_are_unique_and_all_cards_sees_every_file():
     names = [yaml.safe_load(p.read_text())["name"] for p in CARD_FILES]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     assert sorted(all_cards()) == sorted(names)
-    for required in BUNDLED + PUBLIC:
+    for required in BUNDLED + RAW_ONLY + PUBLIC:
         assert required in names
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", BUNDLED + RAW_ONLY)
 def test_bundled_files_exist_and_match_card(name):
     card = get_card(name)
     assert card.bundled and card.directory() == DATASETS / card.local_dir
@@ -86,10 +92,40 @@ def test_bundled_files_exist_and_match_card(name):
         assert p.stat().st_size == f.size_bytes
         assert _sha256(p) == f.sha256
     with h5py.File(card.file_path(card.raw.file), "r") as h:
-        assert h[card.raw.key].shape == card.shape
-        assert h[card.labels.key].shape == card.shape
-        assert tuple(h[card.raw.key].attrs["resolution_nm"]) == card.voxel_size_nm
-        assert h[card.raw.key].attrs["labels_kind"] == card.labels_kind
+        raw = h[card.raw.key]
+        assert raw.shape == card.shape and raw.dtype == np.uint8
+        assert tuple(raw.attrs["resolution_nm"]) == card.voxel_size_nm
+        if card.labels is None:
+            assert set(h) == {card.raw.key} and raw.attrs["labels_kind"].startswith("none")
+            assert card.species.split()[0] in raw.attrs["organism"]  # attribution travels with the file
+            assert raw.attrs["license"] and raw.attrs["source"]
+        else:
+            assert h[card.labels.key].shape == card.shape
+            assert raw.attrs["labels_kind"] == card.labels_kind
+
+
+@pytest.mark.parametrize("name", RAW_ONLY)
+def test_raw_only_crops_are_at_most_15_mib(name):
+    for f in get_card(name).files:
+        assert f.size_bytes <= 15 * 2**20, f"{f.filename}: {f.size_bytes} bytes (limit 15 MiB)"
+
+
+def test_raw_only_crops_are_centre_crops_of_the_shared_files():
+    """Each bundled crop equals the centre of its shared/data/em original (skipped where that is absent)."""
+    shared = DATASETS.parents[1] / "shared" / "data" / "em"
+    if not shared.is_dir():
+        pytest.skip(f"{shared} not present")
+    originals = {"kasthuri2015-mouse": "mouse_s1cortex_atumsem_kasthuri2015/rawonly_snemi3d_test_crop.h5",
+                 "h01-crop": "human_temporalcortex_mssem_h01/rawonly_z3737-3773.h5",
+                 "platynereis-vergara2021": "platynereis_larva_sbem_vergara2021/rawonly_membrane_unet_test_input.h5"}
+    for name, rel in originals.items():
+        card = get_card(name)
+        with h5py.File(shared / rel, "r") as a, h5py.File(card.file_path(card.raw.file), "r") as b:
+            full, crop = a["raw"], b["raw"][()]
+            (nz, ny, nx), (cz, cy, cx) = full.shape, crop.shape
+            y0, x0 = (ny - cy) // 2, (nx - cx) // 2
+            assert cz == nz and np.array_equal(full[:, y0:y0 + cy, x0:x0 + cx], crop), name
+            assert tuple(a["raw"].attrs["resolution_nm"]) == card.voxel_size_nm
 
 
 def test_public_cards_with_urls_have_checksums():

@@ -23,11 +23,11 @@ SCRATCH = "scratch"
 
 
 def modality(dataset: str) -> str:
-    """The imaging modality of a dataset card, first word (``FIB-SEM``, ``ssTEM``, ...); '?' without a card."""
-    from neuroadda.data.cards import all_cards
+    """The imaging-modality class of a dataset card (:func:`neuroadda.selection.modality.modality_class`)."""
+    from neuroadda.data.cards import get_card
+    from neuroadda.selection.modality import modality_class
 
-    card = all_cards().get(dataset)
-    return card.modality.split()[0] if card is not None else "?"
+    return modality_class(get_card(dataset).modality)
 
 
 def collect(cfg) -> dict:

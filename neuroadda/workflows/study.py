@@ -24,6 +24,7 @@ import numpy as np
 from neuroadda.config import AdaptConfig, PretrainConfig, StudyTarget, TransferStudyConfig, default_config_dir, load_config
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
+from neuroadda.selection.estimators import needs_labels
 
 SCRATCH = "scratch"
 
@@ -71,6 +72,8 @@ def output(cfg: TransferStudyConfig, el: Element) -> Path:
     if el.kind == "pretrain":
         return backbone_path(cfg, el.source)
     if el.kind == "estimator":
+        if el.n is not None:  # label-using estimators: per (target, n, seed), on that seed's shared samples
+            return seed_dir(cfg, el.target, el.n, el.seed) / "estimators" / f"{el.source}.json"
         return t / "estimators" / f"{el.source}.json"
     if el.kind == "zero-shot":
         return t / "zero_shot" / f"{safe(el.source)}.json"
@@ -88,14 +91,14 @@ def check(cfg: TransferStudyConfig) -> None:
     """Refuse a study that cannot run, in one line, before any work: unknown datasets, targets without labels,
     unknown estimators, targets with fewer candidates than the largest budget."""
     from neuroadda.data.cards import get_card
-    from neuroadda.selection.estimators import ESTIMATORS
+    from neuroadda.selection.estimators import ESTIMATORS, known
 
     for name in cfg.sources + [t.name for t in cfg.targets]:
         get_card(name)  # InputError naming close names
     for t in cfg.targets:
         if get_card(t.name).labels is None:
             raise InputError(f"target '{t.name}' has no labels: the study scores held-out VI against them")
-    bad = [e for e in cfg.estimators if e not in ESTIMATORS]
+    bad = [e for e in cfg.estimators if not known(e)]
     if bad:
         raise InputError(f"unknown estimator(s) {', '.join(bad)}; known: {', '.join(ESTIMATORS)}")
     for t in cfg.targets:
@@ -111,12 +114,13 @@ def plan(cfg: TransferStudyConfig) -> list[Element]:
     els = [Element("pretrain", source=s) for s in cfg.sources]
     for t in cfg.targets:
         srcs = sources_for(cfg, t.name)
-        els += [Element("estimator", t.name, name) for name in cfg.estimators]
+        els += [Element("estimator", t.name, name) for name in cfg.estimators if not needs_labels(name)]
         els += [Element("zero-shot", t.name, s) for s in srcs]
     for n in cfg.budgets:
         for seed in range(cfg.seeds):  # seeds outermost: every arm gets its first seeds early
             for t in cfg.targets:
                 els.append(Element("samples", t.name, None, n, seed))
+                els += [Element("estimator", t.name, name, n, seed) for name in cfg.estimators if needs_labels(name)]
                 els += [Element("finetune", t.name, a, n, seed) for a in sources_for(cfg, t.name) + [SCRATCH]]
                 if cfg.median_uncertainty:
                     for s in sources_for(cfg, t.name):
@@ -172,8 +176,14 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
     elif el.kind == "estimator":
         from neuroadda.selection.estimators import Context, estimate
 
+        labelled = ()
+        if el.n is not None:
+            vol = target_data(cfg, el.target)[0]
+            rec = json.loads(run_element(cfg, Element("samples", el.target, None, el.n, el.seed)).read_text())
+            labelled = tuple((vol.raw.read(b), vol.labels.read(b)) for b in map(_box, rec["boxes"]))
         ctx = Context(el.target, {s: backbone_path(cfg, s) for s in sources_for(cfg, el.target)},
-                      voxel_size=study_target(cfg, el.target).voxel_size)
+                      voxel_size=study_target(cfg, el.target).voxel_size, labelled=labelled,
+                      labels_kind=target_data(cfg, el.target)[0].labels_kind)
         write_json(out, estimate(el.source, ctx, progress=progress))
     elif el.kind == "zero-shot":
         from neuroadda.active.adapt import evaluate_heldout
@@ -185,6 +195,12 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
     elif el.kind == "finetune":
         _finetune(cfg, el, out, progress=progress)
     return out
+
+
+def _box(rows):
+    from neuroadda.active.samples import box_from_json
+
+    return box_from_json(rows)
 
 
 def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = False) -> dict:

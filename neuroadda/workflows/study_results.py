@@ -17,6 +17,7 @@ import numpy as np
 from neuroadda.errors import InputError
 from neuroadda.metrics.stats import bootstrap_ci, mean_sd, wilcoxon_signed_rank
 from neuroadda.report import save_figure, write_json
+from neuroadda.selection.estimators import needs_labels
 from neuroadda.selection.assess import modality_scores, noise_ceiling, pooled, random_order_baseline
 
 SCRATCH = "scratch"
@@ -63,6 +64,12 @@ def collect(cfg) -> dict:
                 zs[s] = json.loads(p.read_text())["vi"]
         est = {}
         for name in cfg.estimators:
+            if needs_labels(name):  # one score per seed's samples: averaged over the complete seeds
+                runs = [output(cfg, Element("estimator", t.name, name, cfg.budgets[0], s)) for s in main["seeds"]]
+                runs = [json.loads(p.read_text())["scores"] for p in runs if p.is_file()]
+                if runs:
+                    est[name] = {s: float(np.mean([r[s] for r in runs])) for s in runs[0]}
+                continue
             p = output(cfg, Element("estimator", t.name, name))
             if p.is_file():
                 est[name] = json.loads(p.read_text())["scores"]

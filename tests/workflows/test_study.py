@@ -55,6 +55,7 @@ def study_env(tmp_path, monkeypatch):
                    "  batch_size: 1\n  thresholds: [0.3, 0.7]\n  logger: none\n  checkpoint_every: 0\n")
     cfg = tmp_path / "study.yaml"
     cfg.write_text(f"targets:\n  - name: a\n  - name: b\nsources: [a, b, c]\nbudgets: [1]\nseeds: 2\n"
+                   "estimators: [mmd2, compat+entropy, zero-shot-vi]\n"
                    f"backbones: {tmp_path / 'bb'}\npretrain_config: {pre}\nadapt_config: {ada}\n"
                    f"out: {tmp_path / 'study'}\n")
     return tmp_path, cfg
@@ -74,7 +75,12 @@ def test_study_end_to_end_shape_and_stats(study_env, capsys):
     for arm in a["arms"].values():
         assert len(arm["vi"]) == len(arm["vi_split"]) == len(arm["vi_merge"]) == 2
         assert all(abs(v - (s + m)) < 1e-9 for v, s, m in zip(arm["vi"], arm["vi_split"], arm["vi_merge"]))
-    assert set(a["zero_shot"]) == {"b", "c"} and set(a["estimators"]["mmd2"]) == {"b", "c"}
+    assert set(a["zero_shot"]) == {"b", "c"}
+    assert set(a["estimators"]) == {"mmd2", "compat+entropy", "zero-shot-vi"}
+    assert all(set(v) == {"b", "c"} for v in a["estimators"].values())
+    per_seed = [json.loads((tmp_path / "study" / "a" / "n1" / f"seed{s}" / "estimators" / "zero-shot-vi.json")
+                           .read_text())["scores"]["b"] for s in (0, 1)]
+    assert a["estimators"]["zero-shot-vi"]["b"] == pytest.approx(np.mean(per_seed))  # label-using: mean over seeds
     assert a["modality"] == "FIB-SEM" and a["source_modality"] == {"b": "FIB-SEM", "c": "ssTEM"}
     # every arm of one (target, seed) trained on the same samples
     for seed in (0, 1):

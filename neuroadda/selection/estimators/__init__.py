@@ -4,6 +4,9 @@ An estimator maps a :class:`Context` (the target, one backbone per candidate sou
 few annotated target samples) to one score per source, **lower = better transfer expected**, with whatever
 uncertainty and flags it can give. ``estimate(name, ctx)`` returns ``{"estimator", "scores": {source: float},
 "detail": {source: {...}}, "settings": {...}}``. Estimators are pure functions of their inputs (seeded).
+
+``compat+NAME`` is the gated combination: sources that fail the task-compatibility check (``compat``) are
+ranked after every compatible one, each group ordered by NAME.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neuroadda.selection.estimators.distance import mmd2_common_estimator, mmd2_estimator
+from neuroadda.selection.estimators.labelled import logme_estimator, zero_shot_vi_estimator
+from neuroadda.selection.estimators.prediction import compat_estimator, consistency_estimator, entropy_estimator
+
 
 @dataclass(frozen=True)
 class Context:
@@ -19,7 +26,7 @@ class Context:
 
     target: dataset name or PATH[:KEY] (raw is enough); voxel_size: (z, y, x) nm the target is used at (None =
     as stored); backbones: {source: checkpoint}; labelled: annotated target samples ((raw, gt), ...) for the
-    estimators that need labels (empty before annotation)."""
+    estimators that need labels (empty before annotation), with ``labels_kind`` saying how they are scored."""
 
     target: str
     backbones: dict[str, Path]
@@ -28,27 +35,46 @@ class Context:
     seed: int = 0
     permutations: int = 200
     labelled: tuple = field(default=(), compare=False)
+    labels_kind: str = "3d_instance"
 
 
-def _mmd2(ctx: Context, progress: bool) -> dict:
-    from neuroadda.selection.select import EmbedSettings, rank_sources
+ESTIMATORS: dict[str, Callable[[Context, bool], dict]] = {
+    "mmd2": mmd2_estimator,
+    "mmd2-common": mmd2_common_estimator,
+    "compat": compat_estimator,
+    "entropy": entropy_estimator,
+    "consistency": consistency_estimator,
+    "zero-shot-vi": zero_shot_vi_estimator,
+    "logme": logme_estimator,
+}
+NEEDS_LABELS = ("zero-shot-vi", "logme")
+GATE = "compat+"
 
-    sel = rank_sources(ctx.target, ctx.backbones, EmbedSettings(n_patches=ctx.n_patches, seed=ctx.seed,
-                                                                voxel_size=ctx.voxel_size),
-                       permutations=ctx.permutations, progress=progress)
-    return {"scores": {r["source"]: r["mmd2"] for r in sel["ranking"]},
-            "detail": {r["source"]: {k: r[k] for k in ("ci_low", "ci_high", "p_value", "target_self_mmd2")}
-                       for r in sel["ranking"]},
-            "settings": sel["settings"]}
+
+def known(name: str) -> bool:
+    return name in ESTIMATORS or (name.startswith(GATE) and name[len(GATE):] in ESTIMATORS)
 
 
-ESTIMATORS: dict[str, Callable[[Context, bool], dict]] = {"mmd2": _mmd2}
+def needs_labels(name: str) -> bool:
+    return name.removeprefix(GATE) in NEEDS_LABELS
+
+
+def gated(compat: dict[str, float], scores: dict[str, float]) -> dict[str, float]:
+    """Scores with every incompatible source (compat 1) placed after every compatible one, order kept within."""
+    finite = [v for v in scores.values() if v == v]
+    span = (max(finite) - min(finite) + 1.0) if finite else 1.0
+    return {s: v + span * compat.get(s, 0.0) for s, v in scores.items()}
 
 
 def estimate(name: str, ctx: Context, *, progress: bool = False) -> dict:
-    """Scores of estimator ``name`` for every source of ``ctx`` (lower = better)."""
+    """Scores of estimator ``name`` (or ``compat+NAME``) for every source of ``ctx`` (lower = better)."""
     from neuroadda.errors import InputError
 
-    if name not in ESTIMATORS:
-        raise InputError(f"unknown estimator '{name}'; known: {', '.join(ESTIMATORS)}")
+    if not known(name):
+        raise InputError(f"unknown estimator '{name}'; known: {', '.join(ESTIMATORS)} (and compat+NAME)")
+    if name.startswith(GATE):
+        base = estimate(name[len(GATE):], ctx, progress=progress)
+        comp = ESTIMATORS["compat"](ctx, progress)
+        return {**base, "estimator": name, "ungated": base["scores"], "scores": gated(comp["scores"], base["scores"]),
+                "compat": comp["detail"]}
     return {"estimator": name, **ESTIMATORS[name](ctx, progress)}

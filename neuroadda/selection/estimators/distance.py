@@ -1,0 +1,62 @@
+"""Distances between target and source inputs in an encoder's feature space (need the source volumes).
+
+- ``mmd2``: the paper's estimator (:func:`neuroadda.selection.select.rank_sources`): each source in its own
+  backbone's space, so values from different backbones are not on one scale.
+- ``mmd2-common``: every source in *every* backbone's space (each backbone a common encoder for all sources),
+  MMD² divided by the target's own half-vs-half MMD² in that space (1 = as different as the two halves of the
+  target), averaged over the encoders. Pre-registered: 256 patches per volume (seeded), mean pooling of the
+  bottleneck, joint standardisation of all volumes' embeddings within an encoder, median-heuristic bandwidth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mmd2_estimator(ctx, progress: bool = False) -> dict:
+    from neuroadda.selection.select import EmbedSettings, rank_sources
+
+    sel = rank_sources(ctx.target, ctx.backbones, EmbedSettings(n_patches=ctx.n_patches, seed=ctx.seed,
+                                                                voxel_size=ctx.voxel_size),
+                       permutations=ctx.permutations, progress=progress)
+    return {"scores": {r["source"]: r["mmd2"] for r in sel["ranking"]},
+            "detail": {r["source"]: {k: r[k] for k in ("ci_low", "ci_high", "p_value", "target_self_mmd2")}
+                       for r in sel["ranking"]},
+            "settings": sel["settings"]}
+
+
+def mmd2_common_estimator(ctx, progress: bool = False) -> dict:
+    from neuroadda.data.volume import open_volume
+    from neuroadda.selection.embed import standardize
+    from neuroadda.selection.mmd import mmd2, median_bandwidth
+    from neuroadda.selection.select import EmbedSettings, embed_volume, fitting_patch, split_by_position
+    from neuroadda.training.checkpoint import load_backbone
+
+    nets = {s: load_backbone(p) for s, p in ctx.backbones.items()}
+    tvol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
+    vs = tvol.voxel_size
+    svols = {s: open_volume(s, labels_key=None, resample_to=vs) for s in nets}
+    first = next(iter(nets.values()))[1]
+    patch = fitting_patch(tuple(first["patch_size"]), [tvol.shape] + [v.shape for v in svols.values()],
+                          [n.total_stride for n, _ in nets.values()])
+    settings = EmbedSettings(n_patches=ctx.n_patches, seed=ctx.seed)
+    ratios: dict[str, list[float]] = {s: [] for s in nets}
+    per_encoder = {}
+    for enc, (net, meta) in nets.items():
+        x = embed_volume(net, meta, tvol, patch, settings, seed=ctx.seed, progress=progress)
+        ys = {s: embed_volume(net, meta, v, patch, settings, seed=ctx.seed + 1, progress=progress)
+              for s, v in svols.items()}
+        blocks = standardize([x] + list(ys.values()))
+        x, ys = blocks[0], dict(zip(ys, blocks[1:]))
+        bw = median_bandwidth(np.concatenate([x] + list(ys.values())))
+        floor = mmd2(*split_by_position(x, tvol.shape, patch, settings), bandwidth=bw)
+        row = {s: float(mmd2(x, y, bandwidth=bw)) for s, y in ys.items()}
+        per_encoder[enc] = {"mmd2": row, "target_self_mmd2": float(floor), "bandwidth": float(bw)}
+        for s, v in row.items():
+            ratios[s].append(v / max(float(floor), 1e-12))
+    return {"scores": {s: float(np.mean(r)) for s, r in ratios.items()},
+            "detail": {s: {"ratio_per_encoder": dict(zip(nets, r))} for s, r in ratios.items()},
+            "per_encoder": per_encoder,
+            "settings": {"n_patches": ctx.n_patches, "seed": ctx.seed, "patch_size": list(patch),
+                         "voxel_size_nm": list(vs), "pooling": "mean", "space": "joint standardisation per encoder",
+                         "score": "mean over encoders of MMD²(target, source) / MMD²(target half 1, half 2)"}}

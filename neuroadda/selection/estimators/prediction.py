@@ -1,0 +1,174 @@
+"""Label-free estimators that look at each source model's own predictions on the target (no source data).
+
+Pre-registered settings (fixed before the transfer study's fine-tuning results were seen; changing them is a new
+estimator): 8 target patches per source at seeded random positions, each backbone's training patch fitted to the
+target; affinities thresholded at 0.5 for boundary fractions; consistency compares the waterz segmentation (the
+backbone's stored threshold, distance-transform fragments) of the clean prediction with 2 perturbed ones: all
+three axes flipped and back, plus 3-D feature dropout p = 0.1 after the first encoder level (seeded).
+
+- ``compat``: the task-compatibility gate from checkpoint metadata: a source whose z-affinity was never
+  supervised (labels 2-D per slice) cannot serve an isotropic target; anisotropy that differs from the target's
+  by more than 2x is a warning. Score 1 = incompatible, 0 = compatible.
+- ``entropy``: mean binary entropy (bits) of the source's affinities on target patches, per channel; flags a
+  degenerate channel (boundary fraction < 0.2 % or > 60 %) and, on isotropic targets, a z channel whose
+  boundary fraction is under a quarter or over 4x the in-plane ones.
+- ``consistency``: CRank-style: mean VI (bits) between clean and perturbed segmentations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+N_PATCHES = 8
+DROPOUT = 0.1
+N_PERTURB = 2
+DEGENERATE = (0.002, 0.6)
+Z_RATIO = 4.0
+ANISO_FACTOR = 2.0
+
+
+def anisotropy(voxel_size) -> float:
+    """z spacing over the finer in-plane spacing (1 = isotropic)."""
+    z, y, x = (float(v) for v in voxel_size)
+    return z / min(y, x)
+
+
+def is_isotropic(voxel_size) -> bool:
+    return anisotropy(voxel_size) < 2.0
+
+
+def compatibility(meta: dict, target_voxel_size) -> dict:
+    """{"compatible": bool, "reasons": [...], "warnings": [...]} of one backbone (checkpoint metadata) for a
+    target used at ``target_voxel_size``."""
+    reasons, warnings = [], []
+    z_supervised = meta.get("labels_kind", "3d_instance") != "2d_instance_per_slice"
+    if is_isotropic(target_voxel_size) and not z_supervised:
+        reasons.append("its z-affinity was never supervised (trained on labels drawn per 2-D section), and the "
+                       "isotropic target needs it")
+    a_src, a_tgt = anisotropy(meta["voxel_size"]), anisotropy(target_voxel_size)
+    if max(a_src, a_tgt) / min(a_src, a_tgt) > ANISO_FACTOR:
+        warnings.append(f"voxel anisotropy {a_src:.1f} (trained) vs {a_tgt:.1f} (target)")
+    return {"compatible": not reasons, "reasons": reasons, "warnings": warnings, "z_supervised": z_supervised}
+
+
+def _target_patches(ctx, net, meta, vol):
+    """(normalised?) raw patches (z, y, x) of the target for one backbone: its patch fitted to the volume."""
+    from neuroadda.data.patches import grid_origins
+    from neuroadda.selection.select import fitting_patch
+
+    patch = fitting_patch(tuple(meta["patch_size"]), [vol.shape], [net.total_stride])
+    origins = grid_origins(tuple(slice(0, n) for n in vol.shape), patch, N_PATCHES, ctx.seed)
+    return [vol.raw.read(tuple(slice(o, o + p) for o, p in zip(org, patch))) for org in origins], patch
+
+
+def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: bool = False) -> torch.Tensor:
+    """Sigmoid affinities (B, 3, z, y, x) of ``net`` on (B, 1, z, y, x); optionally with all axes flipped (and
+    flipped back) and feature dropout after the first encoder level."""
+    hook = None
+    if dropout_seed is not None:
+        gen = torch.Generator().manual_seed(int(dropout_seed))
+
+        def drop(_module, _inp, out):
+            keep = (torch.rand(out.shape[:2], generator=gen) >= DROPOUT).to(out.dtype)
+            return out * keep[..., None, None, None] / (1 - DROPOUT)
+
+        hook = net.unet.model[0].register_forward_hook(drop)
+    try:
+        with torch.inference_mode():
+            xin = torch.flip(x, (2, 3, 4)) if flip else x
+            p = torch.sigmoid(net(xin).float())
+            if flip:
+                # flipping an axis turns "affinity to v - e_c" into "affinity to v + e_c": shift back by one
+                p = torch.flip(p, (2, 3, 4))
+                p = torch.stack([torch.roll(p[:, c], 1, dims=c + 1) for c in range(3)], 1)
+    finally:
+        if hook is not None:
+            hook.remove()
+    return p
+
+
+def _per_source(ctx, fn):
+    """Run ``fn(net, meta, vol, patches, patch)`` for every backbone of ``ctx`` (target at ctx.voxel_size)."""
+    from neuroadda.data.normalize import fit_normalizer
+    from neuroadda.data.volume import open_volume
+    from neuroadda.training.checkpoint import load_backbone
+
+    vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
+    out = {}
+    for s, ckpt in ctx.backbones.items():
+        net, meta = load_backbone(ckpt)
+        norm = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+        raws, patch = _target_patches(ctx, net, meta, vol)
+        x = torch.from_numpy(np.stack([norm(r) for r in raws])[:, None])
+        out[s] = fn(net.eval(), meta, vol, x, patch)
+    return out
+
+
+def compat_estimator(ctx, progress: bool = False) -> dict:
+    from neuroadda.data.volume import open_volume
+    from neuroadda.training.checkpoint import load_backbone
+
+    vs = ctx.voxel_size or open_volume(ctx.target, labels_key=None).voxel_size
+    detail = {s: compatibility(load_backbone(p)[1], vs) for s, p in ctx.backbones.items()}
+    return {"scores": {s: 0.0 if d["compatible"] else 1.0 for s, d in detail.items()}, "detail": detail,
+            "settings": {"target_voxel_size": list(vs), "aniso_factor": ANISO_FACTOR}}
+
+
+def binary_entropy_bits(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-7, 1 - 1e-7)
+    return -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
+
+
+def diagnostics(p: torch.Tensor, voxel_size) -> dict:
+    """Per-channel mean entropy (bits) and predicted boundary fraction (affinity < 0.5) of (B, 3, ...) ``p``,
+    with flags for degenerate channels and (isotropic targets) a z channel unlike the in-plane ones."""
+    ent = [float(binary_entropy_bits(p[:, c]).mean()) for c in range(3)]
+    bf = [float((p[:, c] < 0.5).float().mean()) for c in range(3)]
+    flags = [f"channel {'zyx'[c]} is degenerate (boundary fraction {bf[c]:.4f})" for c in range(3)
+             if not DEGENERATE[0] <= bf[c] <= DEGENERATE[1]]
+    ratio = None
+    if is_isotropic(voxel_size):
+        xy = (bf[1] + bf[2]) / 2
+        ratio = bf[0] / xy if xy > 0 else float("inf")
+        if not 1 / Z_RATIO <= ratio <= Z_RATIO:
+            flags.append(f"z boundary fraction is {ratio:.2f}x the in-plane one on an isotropic target")
+    return {"entropy": ent, "boundary_fraction": bf, "z_vs_xy": ratio, "flags": flags}
+
+
+def entropy_estimator(ctx, progress: bool = False) -> dict:
+    def fn(net, meta, vol, x, patch):
+        d = diagnostics(_affinities(net, x), vol.voxel_size)
+        used = [1, 2] if not is_isotropic(vol.voxel_size) else [0, 1, 2]
+        return {**d, "score": float(np.mean([d["entropy"][c] for c in used])), "patch": list(patch)}
+
+    detail = _per_source(ctx, fn)
+    return {"scores": {s: d["score"] for s, d in detail.items()}, "detail": detail,
+            "settings": {"patches": N_PATCHES, "seed": ctx.seed, "degenerate": DEGENERATE, "z_ratio": Z_RATIO}}
+
+
+def consistency_estimator(ctx, progress: bool = False) -> dict:
+    from neuroadda.metrics.vi import variation_of_information
+    from neuroadda.segmentation.agglomerate import segment
+
+    def fn(net, meta, vol, x, patch):
+        t = float(meta.get("threshold", 0.5))
+        per_slice = not is_isotropic(vol.voxel_size)
+        clean = _affinities(net, x).numpy()
+        vis = []
+        for k in range(N_PERTURB):
+            pert = _affinities(net, x, dropout_seed=ctx.seed * 1000 + k, flip=True).numpy()
+            for i in range(len(x)):
+                a, b = clean[i], pert[i]
+                if per_slice:
+                    a, b = a.copy(), b.copy()
+                    a[0] = b[0] = 0.0
+                sa = segment(a, t, per_slice=per_slice)
+                sb = segment(b, t, per_slice=per_slice)
+                vis.append(sum(variation_of_information(sb, sa, ignore_gt=())))
+        return {"score": float(np.mean(vis)), "vi": vis, "threshold": t, "patch": list(patch)}
+
+    detail = _per_source(ctx, fn)
+    return {"scores": {s: d["score"] for s, d in detail.items()}, "detail": detail,
+            "settings": {"patches": N_PATCHES, "perturbations": N_PERTURB, "dropout": DROPOUT, "flip": "zyx",
+                         "seed": ctx.seed, "metric": "VI(perturbed | clean) split + merge, bits"}}

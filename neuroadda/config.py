@@ -142,6 +142,8 @@ class FinetuneConfig(TrainConfig):
 
 
 class SelectSourceConfig(_Strict):
+    estimator: str | None = Field(None, description="source-selection estimator (None = the default: see "
+                                                    "neuroadda.selection.ranking.DEFAULT_ESTIMATOR)")
     patches: int = Field(256, ge=4)
     permutations: int = Field(1000, ge=0)
     pooling: Literal["mean", "max", "meanmax", "meanstd"] = "mean"

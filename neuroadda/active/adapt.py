@@ -108,7 +108,8 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     from neuroadda.active.samples import load_samples, select_samples, write_samples
     from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
-    from neuroadda.selection.select import EmbedSettings, rank_sources, safe_name, write_selection
+    from neuroadda.selection.ranking import rank, write_ranking
+    from neuroadda.selection.select import safe_name
     from neuroadda.training.checkpoint import load_backbone
     from neuroadda.training.finetune import finetune
 
@@ -124,10 +125,10 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
                          "config": cfg.model_dump(mode="json")})
     steps = Steps(2 + len(seeds) * rounds * (5 + (2 * (len(backbones) - 1) if all_sources else 0)), echo)
     sc = cfg.select_source
-    settings = EmbedSettings(n_patches=sc.patches, seed=cfg.seed, pooling=sc.pooling, space=sc.space)
     steps.run(f"select-source among {len(backbones)} backbones", out / "select" / "selection.json",
-              lambda: write_selection(rank_sources(target, backbones, settings, permutations=sc.permutations,
-                                                   progress=progress), out / "select"))
+              lambda: write_ranking(rank(target, backbones, [sc.estimator] if sc.estimator else None,
+                                         n_patches=sc.patches, seed=cfg.seed, permutations=sc.permutations,
+                                         pooling=sc.pooling, space=sc.space, progress=progress), out / "select"))
     selection = json.loads((out / "select" / "selection.json").read_text())
     best = selection["best"]
     ckpt = Path(backbones[best])
@@ -195,7 +196,7 @@ def track_report(report: dict, kind: str, out: Path) -> None:
                          config={k: report[k] for k in ("target", "source", "n", "strategy", "seeds")})
     metrics = {f"{arm}/{m}_mean": report["arms"][arm][f"{m}_mean"] for arm in report["arms"]
                for m in ("vi", "vi_split", "vi_merge")}
-    metrics.update({f"mmd2/{r['source']}": r["mmd2"] for r in report["mmd_ranking"]})
+    metrics.update({f"{report['estimator']}/{r['source']}": r["score"] for r in report["ranking"]})
     metrics["vi_reduction_pct"] = report["vi_reduction_pct"]
     log_summary(logger, metrics)
     finish(logger)

@@ -46,26 +46,28 @@ def build_report(*, target: str, source: str, n: int, strategy: str, seeds: list
             "arms": last["arms"], "vi_reduction_pct": last["vi_reduction_pct"],
             "zero_shot": zero_shot, "rounds": summarized,
             "per_source": per_source(selection, source, last["arms"]["finetuned"], others) if others else None,
-            "mmd_ranking": [{k: r[k] for k in ("source", "mmd2", "p_value")} for r in selection["ranking"]],
+            "estimator": selection.get("estimator", "mmd2"),
+            "ranking": [{"source": r["source"], "score": r.get("score", r.get("mmd2")), "p_value": r.get("p_value"),
+                         "flags": r.get("flags", [])} for r in selection["ranking"]],
             "vi_units": "bits; split = H(seg|gt), merge = H(gt|seg); gt label 0 ignored"}
 
 
 def per_source(selection: dict, best: str, finetuned: dict, others: dict) -> dict:
-    """Fine-tuned VI from every source next to its MMD², and their Spearman correlation (positive = the closer
-    source by MMD² also reaches the lower VI, i.e. MMD² predicts transfer)."""
+    """Fine-tuned VI from every source next to its selection score, and their Spearman correlation (positive =
+    the source scored better also reaches the lower VI, i.e. the estimator predicts transfer)."""
     from scipy.stats import spearmanr
 
     vi = {best: finetuned, **others}
-    rows = [{"source": r["source"], "mmd2": r["mmd2"], "vi": vi[r["source"]]["vi"],
+    rows = [{"source": r["source"], "score": r.get("score", r.get("mmd2")), "vi": vi[r["source"]]["vi"],
              "vi_mean": vi[r["source"]]["vi_mean"], "vi_sd": vi[r["source"]]["vi_sd"]}
             for r in selection["ranking"] if r["source"] in vi]
     rho = p = None
     if len(rows) >= 3:
-        res = spearmanr([r["mmd2"] for r in rows], [r["vi_mean"] for r in rows])
+        res = spearmanr([r["score"] for r in rows], [r["vi_mean"] for r in rows])
         rho, p = float(res.statistic), float(res.pvalue)
-    return {"sources": rows, "spearman_mmd2_vs_vi": rho, "spearman_p": p,
-            "note": "Spearman needs at least 3 sources" if rho is None else
-                    "rho > 0: smaller MMD² went with lower fine-tuned VI"}
+    return {"sources": rows, "estimator": selection.get("estimator", "mmd2"), "spearman_score_vs_vi": rho,
+            "spearman_p": p, "note": "Spearman needs at least 3 sources" if rho is None else
+                                     "rho > 0: the better-scored source went with lower fine-tuned VI"}
 
 
 def _pm(arm: dict, m: str) -> str:
@@ -73,11 +75,13 @@ def _pm(arm: dict, m: str) -> str:
 
 
 def markdown(report: dict) -> str:
-    """The report as Markdown tables: MMD² ranking, then VI per round and arm (mean ± sd over seeds)."""
+    """The report as Markdown tables: the source ranking, then VI per round and arm (mean ± sd over seeds)."""
+    est = report.get("estimator", "mmd2")
     lines = [f"# NeuroADDA adapt: target {report['target']}, source {report['source']}", "",
              f"n = {report['n']} samples per round, strategy {report['strategy']}, seeds {report['seeds']}; "
-             f"VI in bits on the held-out region.", "", "| source | MMD² | p-value |", "|---|---|---|"]
-    lines += [f"| {r['source']} | {r['mmd2']:.4f} | {r['p_value']:.4f} |" for r in report["mmd_ranking"]]
+             f"VI in bits on the held-out region.", "", f"| source | {est} | p-value | flags |", "|---|---|---|---|"]
+    lines += [f"| {r['source']} | {r['score']:.4f} | {'—' if r['p_value'] is None else format(r['p_value'], '.4f')} "
+              f"| {'; '.join(r['flags']) or '—'} |" for r in report["ranking"]]
     lines += ["", "| samples | arm | VI | VI split | VI merge | adapted Rand | VI reduction |", "|---|---|---|---|---|---|---|"]
     for rd in report["rounds"]:
         for a in ARMS:
@@ -91,10 +95,10 @@ def markdown(report: dict) -> str:
                      f"| {z['adapted_rand']:.3f} | |")
     if report.get("per_source"):
         ps = report["per_source"]
-        lines += ["", "| fine-tuned from | MMD² | VI after fine-tuning |", "|---|---|---|"]
-        lines += [f"| {r['source']} | {r['mmd2']:.4f} | {r['vi_mean']:.3f} ± {r['vi_sd']:.3f} |" for r in ps["sources"]]
-        if ps["spearman_mmd2_vs_vi"] is not None:
-            lines += ["", f"Spearman (MMD² vs fine-tuned VI): {ps['spearman_mmd2_vs_vi']:.2f} (p = {ps['spearman_p']:.2f})"]
+        lines += ["", f"| fine-tuned from | {est} | VI after fine-tuning |", "|---|---|---|"]
+        lines += [f"| {r['source']} | {r['score']:.4f} | {r['vi_mean']:.3f} ± {r['vi_sd']:.3f} |" for r in ps["sources"]]
+        if ps["spearman_score_vs_vi"] is not None:
+            lines += ["", f"Spearman ({est} vs fine-tuned VI): {ps['spearman_score_vs_vi']:.2f} (p = {ps['spearman_p']:.2f})"]
     return "\n".join(lines) + "\n"
 
 

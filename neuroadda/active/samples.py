@@ -37,8 +37,11 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
     ``exclude``: boxes picked in earlier rounds (never picked again). Samples are named sample_{start + k:02d}.
     Returns the samples record (see ``samples.json``): target, voxel size, candidate size, holdout, strategy,
     seed, every candidate's score, and per pick its name, box, offset (voxels, nm), score and score rank."""
-    cands, holdout = candidate_pool(vol.shape, cfg.candidate_size, holdout_fraction=cfg.holdout_fraction,
-                                    holdout_axis=cfg.holdout_axis)
+    try:
+        cands, holdout = candidate_pool(vol.shape, cfg.candidate_size, holdout_fraction=cfg.holdout_fraction,
+                                        holdout_axis=cfg.holdout_axis)
+    except ValueError as e:
+        raise InputError(f"{vol.name}: {e} (set active.candidate_size smaller)") from None
     excluded = {tuple(map(tuple, box_json(b))) for b in exclude}
     avail = [i for i, c in enumerate(cands) if tuple(map(tuple, box_json(c))) not in excluded]
     if n < 1 or n > len(avail):

@@ -38,11 +38,17 @@ def summary_text(summary: dict, out: str | Path) -> str:
     """The demo's closing table: MMD² ranking with p-values, VI per arm, % reduction, stage times."""
     rep = summary["report"]
     sel = json.loads((Path(out) / "select" / "selection.json").read_text())
-    lines = [f"\nSource selection for target {rep['target']} (MMD² of deepest-level embeddings, lower = closer; "
-             f"p-value of a {sel['settings'].get('permutations', '')}-permutation test of 'same distribution'):"]
-    lines.append(table([[i, r["source"], f"{r['mmd2']:.4f}", f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
-                         f"{r['p_value']:.4f}"] for i, r in enumerate(sel["ranking"], 1)],
-                       ["rank", "source", "MMD²", "95% CI", "p-value"]))
+    from neuroadda.selection.ranking import verdict_line
+
+    est = sel.get("estimator", "mmd2")
+    lines = [f"\nSource selection for target {rep['target']} by {est} (lower = better transfer expected):"]
+    lines.append(table([[i, r["source"], f"{r.get('score', r.get('mmd2')):.4f}",
+                         f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if "ci_low" in r else "—",
+                         f"{r['p_value']:.4f}" if "p_value" in r else "—", "; ".join(r.get("flags", [])) or "—"]
+                        for i, r in enumerate(sel["ranking"], 1)],
+                       ["rank", "source", est, "95% CI", "p-value", "flags"]))
+    if "noise" in sel:
+        lines.append(verdict_line(sel))
     arms = rep["arms"]
     rows = []
     if rep.get("zero_shot"):

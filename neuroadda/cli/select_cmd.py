@@ -8,20 +8,28 @@ from neuroadda.cli.common import add_backbone_args, add_logger_arg, backbones_fr
 
 
 def register(sub) -> None:
-    p = sub.add_parser("select-source", help="rank source backbones for a target by MMD² between embeddings",
-                       description="Embed N target patches and N patches of each source's own volume with that "
-                                   "source's backbone encoder (bottleneck, pooled), standardize within each "
-                                   "backbone's space and rank by unbiased MMD² with permutation p-values and "
-                                   "bootstrap CIs. Writes OUT/selection.json and OUT/mmd.png.")
+    p = sub.add_parser("select-source", help="rank source backbones for a target (label-free, or on a few "
+                                             "annotated samples)",
+                       description="Score every candidate source's backbone for the target with one or more "
+                                   "estimators (lower = better transfer expected; the first one ranks), flag "
+                                   "task-incompatible sources, and say whether the leaders can be told apart. "
+                                   "Writes OUT/selection.json and a bar chart.")
     p.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] (unlabelled is fine)")
     p.add_argument("--sources", nargs="+", required=True, help="candidate source dataset names or PATH[:KEY]")
     add_backbone_args(p)
+    p.add_argument("--estimator", default=None, metavar="NAME[,NAME...]",
+                   help="mmd2 | mmd2-common | compat | entropy | consistency | zero-shot-vi | logme, or compat+NAME "
+                        "(incompatible sources ranked last); the first ranks. Default: the transfer study's best "
+                        "label-free estimator, or the best label-using one with --labels")
+    p.add_argument("--labels", default=None, metavar="SAMPLES",
+                   help="re-rank on annotated samples before fine-tuning: a select-samples output folder (samples.json "
+                        "with annotations in its annotate/ folder, or none there: the target's own labels, oracle)")
     p.add_argument("--patches", type=int, default=256, help="patches per volume (default: %(default)s)")
     p.add_argument("--permutations", type=int, default=1000, help="permutations for p-values (default: %(default)s)")
     p.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean",
-                   help="global pooling of the bottleneck activations (default: %(default)s)")
+                   help="mmd2: global pooling of the bottleneck activations (default: %(default)s)")
     p.add_argument("--space", default="standardize",
-                   help="per-backbone normalization: standardize | pca:K | none (default: %(default)s)")
+                   help="mmd2: per-backbone normalization: standardize | pca:K | none (default: %(default)s)")
     p.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("Z", "Y", "X"),
                    help="common voxel size in nm for all volumes (default: the target's)")
     p.add_argument("--seed", type=int, default=0)
@@ -31,28 +39,77 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _labelled(args, target_vs):
+    """((raw, gt), ...) of the annotated samples in the --labels folder, and the target's labels kind."""
+    from neuroadda.active.annotations import sample_labels
+    from neuroadda.active.samples import check_target, load_samples
+    from neuroadda.data.volume import open_volume
+
+    rec = load_samples(Path(args.labels))
+    annotate = Path(args.labels) / "annotate"
+    has_files = _annotated(annotate)
+    vol = open_volume(args.target, labels_key=None if has_files else "labels", resample_to=target_vs)
+    check_target(rec, vol, str(args.labels))
+    labels = sample_labels(vol, rec["boxes"], [s["name"] for s in rec["samples"]],
+                           labels_dir=annotate if has_files else None)
+    return tuple((vol.raw.read(b), lab) for b, lab in zip(rec["boxes"], labels)), vol.labels_kind
+
+
+def _annotated(folder: Path) -> bool:
+    """Whether annotators returned labels in ``folder`` (sample_XX_labels.tif, or a 'labels' dataset in an .h5)."""
+    import h5py
+
+    if not folder.is_dir():
+        return False
+    if any(folder.glob("*_labels.tif")):
+        return True
+    for p in folder.glob("*.h5"):
+        with h5py.File(p, "r") as f:
+            if "labels" in f:
+                return True
+    return False
+
+
 def run(args) -> int:
     from neuroadda.cli.common import table
     from neuroadda.errors import InputError
-    from neuroadda.selection.select import EmbedSettings, rank_sources, safe_name, write_selection
+    from neuroadda.selection.estimators import known
+    from neuroadda.selection.ranking import rank, verdict_line, write_ranking
+    from neuroadda.selection.select import safe_name
 
     if args.patches < 4:
         raise InputError(f"--patches must be at least 4, got {args.patches}")
+    names = [n.strip() for n in args.estimator.split(",")] if args.estimator else None
+    bad = [n for n in names or [] if not known(n)]
+    if bad:
+        raise InputError(f"--estimator: unknown {', '.join(bad)} (mmd2, mmd2-common, compat, entropy, consistency, "
+                         "zero-shot-vi, logme, compat+NAME)")
+    vs = tuple(args.voxel_size) if args.voxel_size else None
+    labelled, kind = _labelled(args, vs) if args.labels else ((), "3d_instance")
     backbones = backbones_from_args(args, args.sources, args.out)
-    settings = EmbedSettings(n_patches=args.patches, seed=args.seed, pooling=args.pooling, space=args.space,
-                             voxel_size=tuple(args.voxel_size) if args.voxel_size else None)
-    sel = rank_sources(args.target, backbones, settings, permutations=args.permutations, progress=not args.quiet)
-    path = write_selection(sel, args.out)
-    rows = [[i + 1, r["source"], f"{r['mmd2']:.4f}", f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]", f"{r['p_value']:.4f}",
-             f"{r['target_self_mmd2']:.4f}" + (" (within)" if r["within_target_variation"] else "")]
-            for i, r in enumerate(sel["ranking"])]
-    print(table(rows, ["rank", "source", "MMD²", "95% CI", "p-value", "target half vs half"]))
-    verdict = "significantly" if sel["best_significantly_closer"] else "not significantly"
-    print(f"best source: {sel['best']} ({verdict} closer than the runner-up); wrote {path} and {Path(args.out) / 'mmd.png'}")
-    metrics = {f"mmd2/{r['source']}": r["mmd2"] for r in sel["ranking"]}
-    metrics.update({f"p_value/{r['source']}": r["p_value"] for r in sel["ranking"]})
+    rec = rank(args.target, backbones, names, voxel_size=vs, n_patches=args.patches, seed=args.seed,
+               permutations=args.permutations, labelled=labelled, labels_kind=kind, pooling=args.pooling,
+               space=args.space, progress=not args.quiet)
+    path = write_ranking(rec, args.out)
+    others = [n for n in rec["settings"]["estimators"][1:]]
+    rows = []
+    for r in rec["ranking"]:
+        ci = f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if "ci_low" in r else "—"
+        extra = [f"{r['scores'][n]:.4f}" for n in others]
+        rows.append([r["rank"], r["source"], f"{r['score']:.4f}", ci,
+                     f"{r['p_value']:.4f}" if "p_value" in r else "—", *extra, "; ".join(r["flags"]) or "—"])
+    print(f"ranked by {rec['estimator']} (lower = better transfer expected)"
+          + (f" on {len(labelled)} annotated samples" if labelled else ""))
+    print(table(rows, ["rank", "source", rec["estimator"], "95% CI", "p-value", *others, "flags"]))
+    if rec["estimator"] == "mmd2":
+        print("noise floor: the target's own half-vs-half MMD² " + ", ".join(
+            f"{r['source']} {r['target_self_mmd2']:.4f}" for r in rec["ranking"]))
+    print(f"{verdict_line(rec)}; wrote {path}")
+    metrics = {f"{rec['estimator']}/{r['source']}": r["score"] for r in rec["ranking"]}
+    metrics.update({f"p_value/{r['source']}": r["p_value"] for r in rec["ranking"] if "p_value" in r})
     track_run(args.logger, args.out, f"select-source-{safe_name(args.target)}",
-              {"target": args.target, "best": sel["best"], **sel["settings"]}, metrics, tags=["select-source"])
+              {"target": args.target, "best": rec["best"], "estimator": rec["estimator"]}, metrics,
+              tags=["select-source"])
     return 0
 
 

@@ -88,8 +88,8 @@ def aggregate(cfg: ExperimentConfig, *, require_all: bool = False) -> dict:
                                     "source": r["source"], "finetuned": [], "scratch": []})
         row["seeds"].append(t.seed)
         for ps in (r.get("per_source") or {}).get("sources", []):
-            src = transfer.setdefault(t.target, {}).setdefault(ps["source"], {"mmd2": [], "vi": []})
-            src["mmd2"].append(ps["mmd2"])
+            src = transfer.setdefault(t.target, {}).setdefault(ps["source"], {"score": [], "vi": []})
+            src["score"].append(ps["score"])
             src["vi"].append(ps["vi_mean"])
         for arm in ("finetuned", "scratch"):
             row[arm].append(r["arms"][arm]["vi"][0])
@@ -119,13 +119,13 @@ def transfer_summary(transfer: dict) -> dict:
 
     out = {}
     for target, sources in transfer.items():
-        rows = [{"source": s, "mmd2": float(np.mean(v["mmd2"])), "vi": float(np.mean(v["vi"])), "tasks": len(v["vi"])}
+        rows = [{"source": s, "score": float(np.mean(v["score"])), "vi": float(np.mean(v["vi"])), "tasks": len(v["vi"])}
                 for s, v in sorted(sources.items())]
         rho = p = None
         if len(rows) >= 3:
-            res = spearmanr([r["mmd2"] for r in rows], [r["vi"] for r in rows])
+            res = spearmanr([r["score"] for r in rows], [r["vi"] for r in rows])
             rho, p = float(res.statistic), float(res.pvalue)
-        out[target] = {"sources": rows, "spearman_mmd2_vs_vi": rho, "spearman_p": p}
+        out[target] = {"sources": rows, "spearman_score_vs_vi": rho, "spearman_p": p}
     return out
 
 
@@ -138,9 +138,9 @@ def _write_markdown(summary: dict, path: Path) -> None:
                      f"{r['finetuned_mean']:.3f} ± {r['finetuned_sd']:.3f} | {r['scratch_mean']:.3f} ± "
                      f"{r['scratch_sd']:.3f} | {r['vi_reduction_pct']:.1f}% |")
     for target, t in summary["transfer"].items():
-        lines += ["", f"Transfer to {target}: " + ", ".join(f"{r['source']} MMD² {r['mmd2']:.3f} -> VI {r['vi']:.3f}"
+        lines += ["", f"Transfer to {target}: " + ", ".join(f"{r['source']} score {r['score']:.3f} -> VI {r['vi']:.3f}"
                                                           for r in t["sources"])
-                  + ("" if t["spearman_mmd2_vs_vi"] is None else f"; Spearman {t['spearman_mmd2_vs_vi']:.2f} "
+                  + ("" if t["spearman_score_vs_vi"] is None else f"; Spearman {t['spearman_score_vs_vi']:.2f} "
                                                                   f"(p = {t['spearman_p']:.2f})")]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -130,13 +130,13 @@ def test_experiment_locally_with_all_sources_measures_transfer(tmp_path, capsys)
     assert row["n"] == 1 and len(row["finetuned"]) == len(row["scratch"]) == 1
     rep = json.loads(next(Path(cfg["out"]).rglob("report.json")).read_text())
     ps = rep["per_source"]
-    assert [r["source"] for r in ps["sources"]] == [r["source"] for r in rep["mmd_ranking"]]
+    assert [r["source"] for r in ps["sources"]] == [r["source"] for r in rep["ranking"]]
     assert next(r for r in ps["sources"] if r["source"] == rep["source"])["vi_mean"] == rep["arms"]["finetuned"]["vi_mean"]
     t = res["transfer"][cfg["targets"][0]]
     assert len(t["sources"]) == 3
-    rx, ry = rankdata([r["mmd2"] for r in t["sources"]]), rankdata([r["vi"] for r in t["sources"]])
+    rx, ry = rankdata([r["score"] for r in t["sources"]]), rankdata([r["vi"] for r in t["sources"]])
     expected = 1 - 6 * sum((rx - ry) ** 2) / (3 * (3 ** 2 - 1)) if len(set(ry)) == 3 else None
     if expected is not None:  # no ties: Spearman's closed form
-        assert t["spearman_mmd2_vs_vi"] == pytest.approx(expected)
+        assert t["spearman_score_vs_vi"] == pytest.approx(expected)
     assert "Transfer to" in (Path(cfg["out"]) / "results.md").read_text()
     assert "| 1 | median-uncertainty | 1 |" in capsys.readouterr().out

@@ -173,3 +173,35 @@ def test_split_by_position_separates_halves_of_the_longest_axis():
     origins = np.array(grid_origins(tuple(slice(0, n) for n in shape), patch, 40, 4), float)
     a, b = split_by_position(origins, shape, patch, settings)  # rows = the origins themselves
     assert len(a) + len(b) == 40 and (a[:, 1] + 5 < 50).all() and (b[:, 1] + 5 >= 50).all()
+
+
+def test_select_source_other_estimators_flags_and_rerank_on_labels(tmp_path, capsys):
+    target = _volume(tmp_path / "target.h5", seed=1)
+    a, b = _volume(tmp_path / "a.h5", seed=2), _volume(tmp_path / "b.h5", seed=3, dark=True)
+    ba = _backbone(tmp_path / "a.pt", 0)
+    torch.manual_seed(1)
+    net = AffinityUNet([4, 8, 16], [(2, 2, 2), (2, 2, 2)])
+    bb = str(save_backbone(tmp_path / "b.pt", net, {"kind": "backbone", "patch_size": [8, 16, 16],
+                                                    "voxel_size": [50.0, 10.0, 10.0], "normalization": "zscore",
+                                                    "threshold": 0.5, "labels_kind": "2d_instance_per_slice"}))
+    common = ["--target", target, "--sources", a, b, "--backbone", f"{a}={ba}", "--backbone", f"{b}={bb}", "--quiet"]
+    assert main(["select-source", *common, "--estimator", "compat+consistency,mmd2", "--patches", "16",
+                 "--permutations", "50", "--out", str(tmp_path / "s1")]) == 0
+    out = capsys.readouterr().out
+    sel = json.loads((tmp_path / "s1" / "selection.json").read_text())
+    assert sel["estimator"] == "compat+consistency" and sel["ranking"][-1]["source"] == b  # gated: never supervised z
+    assert not sel["ranking"][-1]["compatible"] and "incompatible" in sel["ranking"][-1]["flags"][0]
+    assert "ranked by compat+consistency" in out and "incompatible" in out and "mmd2" in out
+    assert (tmp_path / "s1" / "ranking.png").is_file()
+    # after annotation: samples from select-samples, labels from the target's ground truth (none returned)
+    small = tmp_path / "adapt.yaml"
+    small.write_text("active:\n  candidate_size: [8, 16, 16]\n")
+    assert main(["select-samples", "--target", target, "--backbone", ba, "--n", "2", "--out", str(tmp_path / "smp"),
+                 "--config", str(small), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["select-source", *common, "--labels", str(tmp_path / "smp"), "--out", str(tmp_path / "s2")]) == 0
+    out = capsys.readouterr().out
+    sel = json.loads((tmp_path / "s2" / "selection.json").read_text())
+    assert sel["estimator"] == "zero-shot-vi" and "on 2 annotated samples" in out
+    assert main(["select-source", *common, "--estimator", "oracle", "--out", str(tmp_path / "s3")]) == 2
+    assert "unknown oracle" in capsys.readouterr().err

@@ -36,6 +36,8 @@ class Context:
     permutations: int = 200
     labelled: tuple = field(default=(), compare=False)
     labels_kind: str = "3d_instance"
+    pooling: str = "mean"  # mmd2 only: global pooling of the bottleneck
+    space: str = "standardize"  # mmd2 only: per-backbone normalisation of the embeddings
 
 
 ESTIMATORS: dict[str, Callable[[Context, bool], dict]] = {

@@ -17,7 +17,8 @@ def mmd2_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.selection.select import EmbedSettings, rank_sources
 
     sel = rank_sources(ctx.target, ctx.backbones, EmbedSettings(n_patches=ctx.n_patches, seed=ctx.seed,
-                                                                voxel_size=ctx.voxel_size),
+                                                                voxel_size=ctx.voxel_size, pooling=ctx.pooling,
+                                                                space=ctx.space),
                        permutations=ctx.permutations, progress=progress)
     return {"scores": {r["source"]: r["mmd2"] for r in sel["ranking"]},
             "detail": {r["source"]: {k: r[k] for k in ("ci_low", "ci_high", "p_value", "target_self_mmd2")}

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from neuroadda.metrics.stats import bootstrap_ci
+
 N_PATCHES = 8
 DROPOUT = 0.1
 N_PERTURB = 2
@@ -138,9 +140,13 @@ def diagnostics(p: torch.Tensor, voxel_size) -> dict:
 
 def entropy_estimator(ctx, progress: bool = False) -> dict:
     def fn(net, meta, vol, x, patch):
-        d = diagnostics(_affinities(net, x), vol.voxel_size)
+        p = _affinities(net, x)
+        d = diagnostics(p, vol.voxel_size)
         used = [1, 2] if not is_isotropic(vol.voxel_size) else [0, 1, 2]
-        return {**d, "score": float(np.mean([d["entropy"][c] for c in used])), "patch": list(patch)}
+        per_patch = binary_entropy_bits(p[:, used]).flatten(1).mean(1).tolist()
+        _, lo, hi = bootstrap_ci(per_patch, seed=ctx.seed)
+        return {**d, "score": float(np.mean([d["entropy"][c] for c in used])), "ci_low": lo, "ci_high": hi,
+                "patch": list(patch)}
 
     detail = _per_source(ctx, fn)
     return {"scores": {s: d["score"] for s, d in detail.items()}, "detail": detail,
@@ -166,7 +172,9 @@ def consistency_estimator(ctx, progress: bool = False) -> dict:
                 sa = segment(a, t, per_slice=per_slice)
                 sb = segment(b, t, per_slice=per_slice)
                 vis.append(sum(variation_of_information(sb, sa, ignore_gt=())))
-        return {"score": float(np.mean(vis)), "vi": vis, "threshold": t, "patch": list(patch)}
+        _, lo, hi = bootstrap_ci(vis, seed=ctx.seed)
+        return {"score": float(np.mean(vis)), "ci_low": lo, "ci_high": hi, "vi": vis, "threshold": t,
+                "patch": list(patch)}
 
     detail = _per_source(ctx, fn)
     return {"scores": {s: d["score"] for s, d in detail.items()}, "detail": detail,

@@ -171,6 +171,7 @@ class DemoConfig(_Strict):
     sources: list[str] = Field(min_length=2)
     backbones: str = Field("datasets/backbones", description="folder of <source>.pt, relative to the repository")
     n: int = Field(4, ge=1, description="samples to annotate (oracle labels from the target's ground truth)")
+    seeds: int = Field(3, ge=1, description="seeds adapt.seed .. adapt.seed + seeds - 1 (paired on the samples)")
     resample: dict[str, tuple[float, float, float]] = Field(
         {}, description="(z, y, x) nm each source is resampled to for pretraining; absent = as stored")
     pretrain: PretrainConfig = PretrainConfig()

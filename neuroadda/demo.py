@@ -82,10 +82,12 @@ def run_demo(out: str | Path, *, config: str | Path | None = None, retrain: bool
     if missing:
         raise InputError(f"{missing[0]}: demo backbone not found; rebuild the shipped backbones with "
                          "'neuroadda demo --retrain'")
-    report = adapt(cfg.target, paths, cfg.adapt, out, n=cfg.n, seeds=[cfg.adapt.seed], progress=progress, echo=echo)
+    report = adapt(cfg.target, paths, cfg.adapt, out, n=cfg.n, seeds=[cfg.adapt.seed + i for i in range(cfg.seeds)],
+                   progress=progress, echo=echo)
     timings = json.loads((out / "timings.json").read_text())
     stages.update(timings["seconds"])
-    figures = [out / "select" / "mmd.png", out / f"seed{cfg.adapt.seed}" / "round1" / "samples.png",
+    figures = [out / "select" / ("mmd.png" if report["estimator"] == "mmd2" else "ranking.png"),
+               out / f"seed{cfg.adapt.seed}" / "round1" / "samples.png",
                out / "report.png", out / "heldout.png"]
     summary = {"report": report, "stage_seconds": stages, "skipped": timings["skipped"],
                "total_seconds": round(time.perf_counter() - t0, 2), "peak_rss_gb": round(peak_rss_gb(), 3),

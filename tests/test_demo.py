@@ -54,8 +54,14 @@ def test_demo_retrains_then_prints_the_table_and_writes_figures(tmp_path, capsys
     assert sorted(r["source"] for r in rep["ranking"]) == sorted(sources)
     for r in rep["ranking"]:  # every source in the printed ranking with its score (and p-value when there is one)
         assert f"{r['score']:.4f}" in printed and (r["p_value"] is None or f"{r['p_value']:.4f}" in printed)
+    assert rep["seeds"] == [0, 1, 2]  # the default: three seeds, paired on the samples
     for arm in ("finetuned", "scratch"):
-        assert f"{rep['arms'][arm]['vi_mean']:.3f}" in printed
+        assert len(rep["arms"][arm]["vi"]) == 3
+        assert f"{rep['arms'][arm]['vi_mean']:.3f} ± {rep['arms'][arm]['vi_sd']:.3f}" in printed
+    pd = rep["paired"]
+    assert pd["diffs"] == pytest.approx([f - s for f, s in zip(rep["arms"]["finetuned"]["vi"],
+                                                                rep["arms"]["scratch"]["vi"])])
+    assert f"95% bootstrap CI [{pd['ci_low']:+.3f}, {pd['ci_high']:+.3f}]" in printed
     red = 100 * (rep["arms"]["scratch"]["vi_mean"] - rep["arms"]["finetuned"]["vi_mean"]) / rep["arms"]["scratch"]["vi_mean"]
     assert f"VI reduction, fine-tuned vs scratch: {red:.1f}%" in printed
     assert f"Figures are in {out}" in printed.splitlines()[-1]
@@ -63,7 +69,8 @@ def test_demo_retrains_then_prints_the_table_and_writes_figures(tmp_path, capsys
         assert (out / f).stat().st_size > 1000
     stages = summary["stage_seconds"]
     assert {f"pretrain backbone {s}" for s in sources} <= set(stages)
-    assert len(stages) == len(sources) + 7 and all(t > 0 for t in stages.values())  # 7 adapt steps
+    assert {f"seed {s}, round 1: train from scratch on 2 samples (3 steps)" for s in (0, 1, 2)} <= set(stages)
+    assert all(t > 0 for t in stages.values())
     assert 0 < summary["peak_rss_gb"] < 24
 
 

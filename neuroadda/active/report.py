@@ -44,12 +44,25 @@ def build_report(*, target: str, source: str, n: int, strategy: str, seeds: list
     others = {a.split(":", 1)[1]: arm_summary(v) for a, v in rounds[-1]["arms"].items() if a.startswith("from:")}
     return {"target": target, "source": source, "n": n, "strategy": strategy, "seeds": list(seeds),
             "arms": last["arms"], "vi_reduction_pct": last["vi_reduction_pct"],
+            "paired": paired_difference(last["arms"]["finetuned"]["vi"], last["arms"]["scratch"]["vi"]),
             "zero_shot": zero_shot, "rounds": summarized,
             "per_source": per_source(selection, source, last["arms"]["finetuned"], others) if others else None,
             "estimator": selection.get("estimator", "mmd2"),
             "ranking": [{"source": r["source"], "score": r.get("score", r.get("mmd2")), "p_value": r.get("p_value"),
                          "flags": r.get("flags", [])} for r in selection["ranking"]],
             "vi_units": "bits; split = H(seg|gt), merge = H(gt|seg); gt label 0 ignored"}
+
+
+def paired_difference(finetuned: list[float], scratch: list[float]) -> dict:
+    """Fine-tuned minus scratch VI over seeds paired on the same samples: mean, 95 % bootstrap CI, exact
+    Wilcoxon p, and the reading ("fine-tuning better", "worse" when the CI excludes 0, else "within noise")."""
+    from neuroadda.metrics.stats import bootstrap_ci, wilcoxon_signed_rank
+
+    d = [f - s for f, s in zip(finetuned, scratch)]
+    m, lo, hi = bootstrap_ci(d)
+    reading = "fine-tuning better" if hi < 0 else "fine-tuning worse" if lo > 0 else "within noise"
+    return {"diffs": d, "mean": m, "ci_low": lo, "ci_high": hi, "wilcoxon_p": wilcoxon_signed_rank(d),
+            "seeds": len(d), "reading": reading if len(d) > 1 else "one seed: no claim"}
 
 
 def per_source(selection: dict, best: str, finetuned: dict, others: dict) -> dict:
@@ -93,6 +106,11 @@ def markdown(report: dict) -> str:
         z = report["zero_shot"]
         lines.append(f"| 0 | zero-shot {report['source']} | {z['vi']:.3f} | {z['vi_split']:.3f} | {z['vi_merge']:.3f} "
                      f"| {z['adapted_rand']:.3f} | |")
+    if report.get("paired"):
+        pd = report["paired"]
+        lines += ["", f"Fine-tuned − scratch VI (paired over {pd['seeds']} seeds): {pd['mean']:+.3f} bits, 95% bootstrap "
+                      f"CI [{pd['ci_low']:+.3f}, {pd['ci_high']:+.3f}], Wilcoxon p = {pd['wilcoxon_p']:.3f}: "
+                      f"{pd['reading']}."]
     if report.get("per_source"):
         ps = report["per_source"]
         lines += ["", f"| fine-tuned from | {est} | VI after fine-tuning |", "|---|---|---|"]

@@ -55,13 +55,22 @@ def summary_text(summary: dict, out: str | Path) -> str:
         z = rep["zero_shot"]
         rows.append([f"zero-shot {rep['source']} (0 samples)", f"{z['vi_split']:.3f}", f"{z['vi_merge']:.3f}",
                      f"{z['vi']:.3f}"])
-    rows += [[f"{name} ({rep['n']} samples)", f"{arms[a]['vi_split_mean']:.3f}", f"{arms[a]['vi_merge_mean']:.3f}",
-              f"{arms[a]['vi_mean']:.3f}"]
+    k = len(rep["seeds"])
+
+    def pm(a, m):
+        return f"{arms[a][f'{m}_mean']:.3f} ± {arms[a][f'{m}_sd']:.3f}" if k > 1 else f"{arms[a][f'{m}_mean']:.3f}"
+
+    rows += [[f"{name} ({rep['n']} samples)", pm(a, "vi_split"), pm(a, "vi_merge"), pm(a, "vi")]
              for a, name in (("scratch", "from scratch"), ("finetuned", f"fine-tuned from {rep['source']}"))]
-    lines.append(f"\nSegmentation of the held-out region ({rep['n']} samples picked by {rep['strategy']}; VI in bits, "
-                 "lower is better):")
+    lines.append(f"\nSegmentation of the held-out region ({rep['n']} samples picked by {rep['strategy']}, {k} seed"
+                 f"{'s' if k > 1 else ''}{', mean ± sd' if k > 1 else ''}; VI in bits, lower is better):")
     lines.append(table(rows, ["", "VI split", "VI merge", "VI total"]))
     lines.append(f"VI reduction, fine-tuned vs scratch: {rep['vi_reduction_pct']:.1f}%")
+    pd = rep.get("paired")
+    if pd:
+        lines.append(f"Paired over {pd['seeds']} seeds (same samples per seed): fine-tuned − scratch "
+                     f"{pd['mean']:+.3f} bits, 95% bootstrap CI [{pd['ci_low']:+.3f}, {pd['ci_high']:+.3f}], "
+                     f"Wilcoxon p = {pd['wilcoxon_p']:.3f}: {pd['reading']}.")
     stages = "; ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items())
     lines.append(f"\nStage times: {stages}. Total {summary['total_seconds']:.0f} s, peak memory "
                  f"{summary['peak_rss_gb']:.2f} GB.")

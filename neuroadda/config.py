@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from neuroadda.errors import ConfigError, format_validation_error, read_yaml_mapping
 
@@ -197,20 +197,13 @@ class ExperimentConfig(_Strict):
     targets: list[str] = Field(min_length=1)
     sources: list[str] = Field(min_length=1)
     backbones: str | None = Field(None, description="folder with <source>/model.pt")
-    budgets: list[int] = Field([4], min_length=1)
+    budgets: list[PositiveInt] = Field([4], min_length=1, description="annotated samples n")
     strategies: list[str] = Field(["median-uncertainty"], min_length=1)
     seeds: int = Field(3, ge=1)
     all_sources: bool = Field(False, description="fine-tune from every source too (Spearman of MMD² vs VI)")
     adapt_config: str | None = Field(None, description="adapt config YAML (default configs/adapt.yaml)")
     out: str = "runs/experiment"
     resources: ResourcesConfig = ResourcesConfig()
-
-    @field_validator("budgets")
-    @classmethod
-    def _budgets(cls, v):
-        if any(n < 1 for n in v):
-            raise ValueError("budgets must be positive sample counts")
-        return v
 
     @field_validator("strategies")
     @classmethod
@@ -235,7 +228,7 @@ class TransferStudyConfig(_Strict):
     targets: list[StudyTarget] = Field(min_length=1)
     sources: list[str] = Field(min_length=2, description="dataset names; a target is never its own source")
     exclude: dict[str, list[str]] = Field({}, description="target -> sources not to run on it")
-    budgets: list[int] = Field([4], min_length=1, description="annotated samples n")
+    budgets: list[PositiveInt] = Field([4], min_length=1, description="annotated samples n")
     seeds: int = Field(5, ge=2)
     sampling: Literal["random", "k-center"] = Field(
         "random", description="shared sample sets chosen without any source model (k-center: on raw-intensity "
@@ -251,13 +244,6 @@ class TransferStudyConfig(_Strict):
     estimators: list[str] = Field(["mmd2"], description="source-selection estimators scored for every target")
     out: str = "runs/study"
     resources: ResourcesConfig = ResourcesConfig()
-
-    @field_validator("budgets")
-    @classmethod
-    def _budgets(cls, v):
-        if any(n < 1 for n in v):
-            raise ValueError("budgets must be positive sample counts")
-        return v
 
     @model_validator(mode="after")
     def _known(self):

@@ -53,7 +53,7 @@ from neuroadda.data.volume import open_volume  # noqa: E402
 from neuroadda.inference import open_prediction_zarr, predict_blockwise  # noqa: E402
 from neuroadda.inference.predict import predict_volume  # noqa: E402
 from neuroadda.models.unet import AffinityUNet, auto_strides  # noqa: E402
-from neuroadda.training.checkpoint import load_backbone, save_backbone  # noqa: E402
+from neuroadda.models.checkpoint import load_backbone, save_backbone  # noqa: E402
 
 NEUROPROOF = ROOT / "datasets/data/drosophila_medulla_fibsem_neuroproof/training_sample2.h5"
 VOXEL = (10.0, 10.0, 10.0)

@@ -56,13 +56,12 @@ def run_one(variant: str, seed: int, steps: int, out: Path, source: str, test: s
 
 def child(arg: str) -> None:
     from neuroadda.config import PretrainConfig, default_config_dir, load_config
-    from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
     from neuroadda.metrics.vi import evaluate_segmentation
     from neuroadda.report import write_json
     from neuroadda.segmentation.agglomerate import segmentations
     from neuroadda.segmentation.threshold import predict_region
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.training.pretrain import pretrain
 
     a = json.loads(arg)
@@ -71,10 +70,11 @@ def child(arg: str) -> None:
     cfg = load_config(default_config_dir() / "pretrain.yaml", PretrainConfig, overrides=over)
     run_dir = Path(a["out"]) / a["variant"] / f"seed{a['seed']}"
     path = pretrain(a["source"], cfg, run_dir, progress=False)
-    net, meta = load_backbone(path)
+    bb = load_backbone(path)
+    net, meta = bb
     vol = open_volume(a["test"], require_labels=True)
     raw, gt = vol.raw.read((slice(None),) * 3), vol.labels.read((slice(None),) * 3)
-    norm = fit_normalizer(vol.raw, meta["normalization"])
+    norm = bb.normalizer_for(vol.raw)
     affs = predict_region(net, raw, norm, meta["patch_size"], labels_kind=vol.labels_kind)
     test = {float(t): evaluate_segmentation(seg, gt, labels_kind=vol.labels_kind)
             for t, seg in segmentations(affs, cfg.train.thresholds, per_slice=vol.labels_kind == "2d_instance_per_slice")}

@@ -4,7 +4,7 @@ Public API: :func:`variation_of_information` (VI in bits, split = H(seg|gt), mer
 :func:`mmd2` (squared Maximum Mean Discrepancy, unbiased U-statistic, Gaussian kernel).
 """
 
-__version__ = "0.1.0"
+from neuroadda._version import __version__
 
 __all__ = ["__version__", "mmd2", "variation_of_information"]
 

@@ -67,7 +67,7 @@ def evaluate_heldout(ckpt: Path, vol, box, normalizer, out: Path, *, threshold: 
     and the middle z slice of the segmentation (y, x) to ``heldout_slice.npz`` beside it (for figures)."""
     from neuroadda.report import save_npz
     from neuroadda.segmentation.threshold import threshold_table
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
     net, meta = load_backbone(ckpt)
     t = float(threshold if threshold is not None else meta["threshold"])
@@ -78,7 +78,7 @@ def evaluate_heldout(ckpt: Path, vol, box, normalizer, out: Path, *, threshold: 
         print(f"warning: {ckpt} recorded learned: false (its calibration VI was not clearly below one segment)",
               flush=True)
     return write_json(out, {**rows[0], "checkpoint": str(ckpt), "region": [[s.start, s.stop] for s in box],
-                            "threshold_from": meta.get("threshold_region", "checkpoint"),
+                            "threshold_from": load_backbone(ckpt).threshold_region["what"],
                             "learned": meta.get("learned")})
 
 
@@ -106,11 +106,10 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     from neuroadda.active.pool import candidate_pool
     from neuroadda.active.report import build_report, write_report
     from neuroadda.active.samples import load_samples, select_samples, write_samples
-    from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
     from neuroadda.selection.ranking import rank, write_ranking
     from neuroadda.selection.select import safe_name
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.training.finetune import finetune
 
     if n < 1 or rounds < 1 or not seeds:
@@ -132,8 +131,9 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     selection = json.loads((out / "select" / "selection.json").read_text())
     best = selection["best"]
     ckpt = Path(backbones[best])
-    net, meta = load_backbone(ckpt)
-    normalizer = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+    bb = load_backbone(ckpt)
+    net = bb.net
+    normalizer = bb.normalizer_for(vol.raw)
     _, holdout = candidate_pool(vol.shape, cfg.active.candidate_size, holdout_fraction=cfg.active.holdout_fraction,
                                 holdout_axis=cfg.active.holdout_axis)
     if any(s.stop - s.start < 1 for s in holdout):

@@ -78,14 +78,14 @@ def register(sub) -> None:
 
 def run_select_samples(args) -> int:
     from neuroadda.active.samples import select_samples, write_samples
-    from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
     cfg = _config(args)
-    net, meta = load_backbone(args.backbone)
+    bb = load_backbone(args.backbone)
+    net = bb.net
     vol = open_volume(args.target, labels_key=None)
-    normalizer = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+    normalizer = bb.normalizer_for(vol.raw)
     rec = select_samples(vol, net, normalizer, cfg.active, args.n, seed=cfg.seed, progress=not args.quiet)
     rec["backbone"] = str(args.backbone)
     path = write_samples(rec, args.out, vol)
@@ -115,11 +115,11 @@ def run_finetune(args) -> int:
     labels = sample_labels(vol, rec["boxes"], [s["name"] for s in rec["samples"]], labels_dir=args.labels)
     path = finetune(vol, rec["boxes"], labels, backbone, cfg, args.out, scratch=scratch, seed=cfg.seed,
                     progress=not args.quiet)
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
     meta = load_backbone(path)[1]
     print(f"wrote {path} ({meta['steps']} steps on {meta['n_train']} samples; waterz threshold {meta['threshold']:.2f} "
-          f"chosen on the {meta['threshold_region']})")
+          f"chosen on the {load_backbone(path).threshold_region['what']})")
     return 0
 
 

@@ -34,10 +34,9 @@ def run(args) -> int:
                                           "train.logger": args.logger})
     path = pretrain(args.source, cfg, args.out, labels=args.labels, voxel_size=args.voxel_size,
                     label_zero=args.label_zero, progress=not args.quiet)
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
-    _, meta = load_backbone(path)
-    print(f"wrote {path} (steps {meta['steps']}, waterz threshold {meta['threshold']:.2f} chosen on "
-          f"{'the validation slab' if meta['threshold_region_is_validation'] else 'the training volume'}"
-          f"{'' if meta.get('learned', True) else '; NOT LEARNED: VI no better than one segment'})")
+    bb = load_backbone(path)
+    print(f"wrote {path} (steps {bb.meta['steps']}, waterz threshold {bb.threshold:.2f} chosen on the "
+          f"{bb.threshold_region['what']}{'' if bb.learned is not False else '; NOT LEARNED: VI no better than one segment'})")
     return 0

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroadda.data.normalize import fit_normalizer
 from neuroadda.data.volume import open_volume
 from neuroadda.inference.blockwise import (MAX_BLOCK_VOXELS, finalize_zarr, open_prediction_zarr, predict_blockwise,
                                           tmp_path_for)
-from neuroadda.training.checkpoint import load_backbone
+from neuroadda.models.checkpoint import load_backbone
 
 
 def predict_volume(checkpoint: str | Path, input_spec: str, out: str | Path, *, voxel_size=None,
@@ -18,16 +17,17 @@ def predict_volume(checkpoint: str | Path, input_spec: str, out: str | Path, *, 
 
     The input is resampled to the checkpoint's voxel size when its own voxel size is known (card, file
     attributes or ``voxel_size``); the output attributes record the voxel size, checkpoint and threshold.
-    The normalizer is fitted on a bounded random sample of cubes (:func:`fit_normalizer`), and blocks hold at
+    The normaliser is fitted on a bounded random sample of cubes (``fit_normalizer``), and blocks hold at
     most ``max_block_voxels`` read voxels (default ``MAX_BLOCK_VOXELS``, ~0.4 GB), so memory does not grow with
     the volume. The result equals MONAI's sliding window over the whole volume (see :mod:`.blockwise`).
     """
-    net, meta = load_backbone(checkpoint)
+    bb = load_backbone(checkpoint)
+    net, meta = bb
     probe = open_volume(input_spec, labels_key=None, voxel_size=voxel_size)
     known = probe.info.get("voxel_size_source") != "assumed isotropic 1 nm"
     target_vs = tuple(meta["voxel_size"]) if known else None
     vol = open_volume(input_spec, labels_key=None, voxel_size=voxel_size, resample_to=target_vs) if known else probe
-    normalizer = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+    normalizer = bb.normalizer_for(vol.raw)
     attrs = {"voxel_size_nm": list(vol.voxel_size), "input": input_spec, "checkpoint": str(checkpoint),
              "threshold": meta.get("threshold"), "source": meta.get("source"), "labels_kind": vol.labels_kind,
              "code_version": meta.get("code_version"), "offsets": [[-1, 0, 0], [0, -1, 0], [0, 0, -1]],

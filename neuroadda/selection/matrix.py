@@ -11,7 +11,7 @@ from neuroadda.data.volume import check_patch_fits, open_volume
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
 from neuroadda.selection.select import EmbedSettings, embed_volume, embedding_space
-from neuroadda.training.checkpoint import load_backbone
+from neuroadda.models.checkpoint import load_backbone
 
 
 def mmd_matrix(datasets: list[str], encoder: str | Path, settings: EmbedSettings = EmbedSettings(), *,

@@ -20,7 +20,7 @@ from neuroadda.data.patches import grid_origins
 from neuroadda.data.volume import check_patch_fits, open_volume
 from neuroadda.errors import InputError
 from neuroadda.report import save_figure, write_json
-from neuroadda.training.checkpoint import load_backbone
+from neuroadda.models.checkpoint import load_backbone
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from neuroadda.data.patches import SamplesPatchDataset, build_augment, check_tar
 from neuroadda.data.volume import Box, LabelledVolume, Volume
 from neuroadda.errors import InputError
 from neuroadda.segmentation.threshold import calibrate
-from neuroadda.training.checkpoint import load_backbone, save_backbone
+from neuroadda.models.checkpoint import load_backbone, save_backbone
 from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
 from neuroadda.tracking import card_checksums, make_logger
@@ -60,17 +60,17 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
 
     ``boxes``: sample positions in the target's voxel grid; ``labels``: one (z, y, x) integer array per box.
     """
-    from neuroadda.data.normalize import fit_normalizer
 
     out_dir = Path(out_dir)
     fc = cfg.finetune
     if not boxes:
         raise InputError("no samples to fine-tune on")
-    init, meta = load_backbone(backbone)
+    bb = load_backbone(backbone)
+    init, meta = bb
     n_val = fc.val_samples if 0 < fc.val_samples < len(boxes) else 0
     samples = sample_volumes(target, boxes, labels)
     train, val = samples[:len(samples) - n_val], samples[len(samples) - n_val:] or samples
-    normalizer = normalizer or fit_normalizer(target.raw, meta.get("normalization", "zscore"))
+    normalizer = normalizer or bb.normalizer_for(target.raw)
     patch = patch_for(fc.patch_size, meta["patch_size"], np.min([v.shape for v in samples], axis=0), init.total_stride)
 
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -104,9 +104,9 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         "target": target.name, "card": card,
         "config": cfg.model_dump(mode="json"), "seed": seed,
         "voxel_size": list(target.voxel_size), "patch_size": list(patch),
-        "normalization": meta.get("normalization", "zscore"), "labels_kind": target.labels_kind,
+        "normalization": bb.normalization, "labels_kind": target.labels_kind,
         "threshold": threshold, "threshold_table": table,
-        "threshold_region": "validation samples" if n_val else "training samples",
+        "threshold_region": {"what": "validation samples" if n_val else "training samples", "box": None},
         "learned": cal["learned"], "one_segment_vi": cal["one_segment_vi"], "threshold_warning": cal["warning"],
         "samples": [[[s.start, s.stop] for s in b] for b in boxes], "n_train": len(train), "n_val": n_val,
         "steps": int(trainer.global_step), "resumed_from_step": resumed, "world_size": int(trainer.world_size), "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),

@@ -20,7 +20,7 @@ from neuroadda.errors import InputError
 from neuroadda.models.unet import build_unet
 from neuroadda.data.patches import check_target_edges
 from neuroadda.segmentation.threshold import calibrate, validation_region
-from neuroadda.training.checkpoint import save_backbone
+from neuroadda.models.checkpoint import save_backbone
 from neuroadda.tracking import card_checksums, finish, log_slices, log_summary, make_logger
 from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
@@ -120,9 +120,9 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
         "labels_kind": vol.labels_kind,
         "threshold": threshold,
         "threshold_table": table,
-        "threshold_region": [[s.start, s.stop] for s in box],
-        "threshold_context": [[s.start, s.stop] for s in context],
-        "threshold_region_is_validation": dm.val_box is not None,
+        "threshold_region": {"what": "validation slab" if dm.val_box is not None else "training volume",
+                             "box": [[s.start, s.stop] for s in box],
+                             "predicted": [[s.start, s.stop] for s in context]},
         "learned": cal["learned"], "one_segment_vi": cal["one_segment_vi"], "threshold_warning": cal["warning"],
         "steps": int(trainer.global_step), "resumed_from_step": resumed,
         "train_seconds": round(clock[0], 2), "train_cpu_seconds": round(clock[1], 2), "world_size": int(trainer.world_size),

@@ -214,7 +214,7 @@ def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = Fals
         raise InputError(f"target {el.target}: {len(cands)} candidates, fewer than n = {el.n} "
                          "(give the target a smaller candidate_size)")
     if el.factor == "median-uncertainty":
-        from neuroadda.training.checkpoint import load_backbone
+        from neuroadda.models.checkpoint import load_backbone
 
         active = adapt_config(cfg).active.model_copy(update={
             "candidate_size": tuple(cands[0][i].stop - cands[0][i].start for i in range(3)),
@@ -245,7 +245,7 @@ def scratch_init(cfg: TransferStudyConfig, target: str) -> Path:
     """A freshly initialised network for the scratch arm: the default pretraining architecture and patch at the
     target's voxel size (so scratch is not handicapped by a source's strides)."""
     from neuroadda.models.unet import build_unet
-    from neuroadda.training.checkpoint import save_backbone
+    from neuroadda.models.checkpoint import save_backbone
 
     path = Path(cfg.out) / safe(target) / "scratch_init.pt"
     if path.is_file():

@@ -17,7 +17,7 @@ import torch
 
 from neuroadda.cli.main import main
 from neuroadda.models.unet import AffinityUNet
-from neuroadda.training.checkpoint import load_backbone, save_backbone
+from neuroadda.models.checkpoint import load_backbone, save_backbone
 from tests.conftest import blob_labels, raw_from_labels
 
 CONFIG = """
@@ -96,7 +96,7 @@ def test_adapt_end_to_end_report(setup, tmp_path, capsys):
         # both arms: the same samples, the same schedule; only the initial weights differ
         assert m_ft["samples"] == m_sc["samples"] == [s["box"] for s in samples["samples"]]
         assert m_ft["steps"] == m_sc["steps"] == 3 and m_ft["init"].endswith(".pt") and m_sc["init"] == "scratch"
-        assert m_ft["threshold_region"] == "training samples"
+        assert m_ft["threshold_region"]["what"] == "training samples"
         for s in samples["samples"]:  # no sample touches the held-out slab
             assert any(b[1] <= h[0] or b[0] >= h[1] for b, h in zip(s["box"], holdout))
         ev = json.loads((d / "finetuned" / "eval.json").read_text())

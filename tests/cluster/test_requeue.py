@@ -9,7 +9,7 @@ import sys
 import time
 
 from neuroadda.cli.main import main
-from neuroadda.training.checkpoint import load_backbone
+from neuroadda.models.checkpoint import load_backbone
 from tests.active.test_adapt import CONFIG, _backbone, _volume
 
 

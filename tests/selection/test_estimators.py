@@ -10,7 +10,7 @@ from neuroadda.models.unet import AffinityUNet
 from neuroadda.selection.estimators import Context, estimate, gated, known
 from neuroadda.selection.estimators.labelled import logme
 from neuroadda.selection.estimators.prediction import compatibility, diagnostics
-from neuroadda.training.checkpoint import save_backbone
+from neuroadda.models.checkpoint import save_backbone
 from tests.conftest import blob_labels, raw_from_labels
 
 

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from neuroadda.training.checkpoint import load_backbone
+from neuroadda.models.checkpoint import load_backbone
 
 
 def test_pretrain_ddp_two_cpu_processes(tiny_h5, tmp_path):

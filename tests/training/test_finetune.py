@@ -12,7 +12,7 @@ from neuroadda.data.patches import SamplesPatchDataset
 from neuroadda.data.volume import LabelledVolume, Volume
 from neuroadda.errors import InputError
 from neuroadda.models.unet import AffinityUNet
-from neuroadda.training.checkpoint import load_backbone, save_backbone
+from neuroadda.models.checkpoint import load_backbone, save_backbone
 from neuroadda.training.finetune import finetune, patch_for, sample_volumes
 from tests.conftest import blob_labels, raw_from_labels
 
@@ -60,7 +60,7 @@ def test_validation_split_picks_threshold_on_held_back_samples(tmp_path):
                                 "logger": "none"})
     path = finetune(vol, boxes, [vol.labels.read(b) for b in boxes], bb, cfg, tmp_path / "ft", seed=1, progress=False)
     net, meta = load_backbone(path)
-    assert meta["n_train"] == 2 and meta["n_val"] == 1 and meta["threshold_region"] == "validation samples"
+    assert meta["n_train"] == 2 and meta["n_val"] == 1 and meta["threshold_region"]["what"] == "validation samples"
     assert meta["threshold"] == min(meta["threshold_table"], key=lambda r: r["vi"])["threshold"]
     assert meta["kind"] == "finetuned" and meta["steps"] == 2 and meta["patch_size"] == [8, 16, 16]
     init, _ = load_backbone(bb)

@@ -169,7 +169,7 @@ def test_table_warning_only_for_a_trend_at_the_edge():
 
 def test_not_learned_flag_travels_to_segment(tmp_path, capsys):
     from neuroadda.models.unet import AffinityUNet
-    from neuroadda.training.checkpoint import load_backbone, save_backbone
+    from neuroadda.models.checkpoint import load_backbone, save_backbone
 
     lab = blob_labels((8, 32, 32), cell=8)
     vol = _h5(tmp_path / "v.h5", lab, "boundary")

@@ -8,7 +8,7 @@ import torch
 import zarr
 
 from neuroadda.cli.main import main
-from neuroadda.training.checkpoint import load_backbone
+from neuroadda.models.checkpoint import load_backbone
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_checkpoint_records_provenance(trained):
     assert meta["seed"] == 3 and meta["steps"] == 20 and meta["config"]["train"]["max_steps"] == 20
     assert meta["card"]["name"] == "gala-train" and meta["voxel_size"] == [10.0, 10.0, 10.0]
     assert meta["threshold"] in (0.1, 0.5, 0.9) and len(meta["threshold_table"]) == 3
-    assert meta["threshold_region_is_validation"] and meta["code_version"].startswith("0.1.0")
+    assert meta["threshold_region"]["what"] == "validation slab" and meta["code_version"].startswith("0.1.0")
     assert meta["threshold"] == min(meta["threshold_table"], key=lambda r: r["vi"])["threshold"]
     assert net.encode(torch.zeros(1, 1, 16, 64, 64)).shape == (1, 32, 4, 16, 16)
     assert (trained / "logs").exists()  # CSV logger wrote the loss curve

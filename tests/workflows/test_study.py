@@ -87,7 +87,7 @@ def test_study_end_to_end_shape_and_stats(study_env, capsys):
         d = tmp_path / "study" / "a" / "n1" / f"seed{seed}"
         boxes = json.loads((d / "samples.json").read_text())["boxes"]
         for arm in ("b", "c", "scratch"):
-            from neuroadda.training.checkpoint import load_backbone
+            from neuroadda.models.checkpoint import load_backbone
 
             assert load_backbone(d / arm / "model.pt")[1]["samples"] == boxes
     md = (tmp_path / "study" / "results.md").read_text()

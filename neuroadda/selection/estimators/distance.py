@@ -31,7 +31,7 @@ def mmd2_common_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.selection.embed import standardize
     from neuroadda.selection.mmd import mmd2, median_bandwidth
     from neuroadda.selection.select import EmbedSettings, embed_volume, fitting_patch, split_by_position
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
     nets = {s: load_backbone(p) for s, p in ctx.backbones.items()}
     tvol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)

@@ -77,17 +77,17 @@ def _voxels(feats: np.ndarray, affs: np.ndarray, mask: np.ndarray, rng) -> list[
 
 def logme_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.data.affinities import affinities_from_labels
-    from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
     _need_labels(ctx)
     vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
     kind = ctx.labels_kind
     detail = {}
     for s, ckpt in ctx.backbones.items():
-        net, meta = load_backbone(ckpt)
-        norm = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+        bb = load_backbone(ckpt)
+        net, meta = bb
+        norm = bb.normalizer_for(vol.raw)
         rng = np.random.default_rng(ctx.seed)
         per_channel = [[], [], []]
         for raw, gt in ctx.labelled:
@@ -115,17 +115,17 @@ def logme_estimator(ctx, progress: bool = False) -> dict:
 
 
 def zero_shot_vi_estimator(ctx, progress: bool = False) -> dict:
-    from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
     from neuroadda.segmentation.threshold import threshold_table
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
     _need_labels(ctx)
     vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
     detail = {}
     for s, ckpt in ctx.backbones.items():
-        net, meta = load_backbone(ckpt)
-        norm = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+        bb = load_backbone(ckpt)
+        net, meta = bb
+        norm = bb.normalizer_for(vol.raw)
         t, table = threshold_table(net, list(ctx.labelled), norm, THRESHOLDS, meta["patch_size"],
                                    labels_kind=ctx.labels_kind)
         best = next(r for r in table if r["threshold"] == t)

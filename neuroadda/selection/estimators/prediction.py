@@ -92,15 +92,15 @@ def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: 
 
 def _per_source(ctx, fn):
     """Run ``fn(net, meta, vol, patches, patch)`` for every backbone of ``ctx`` (target at ctx.voxel_size)."""
-    from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
     vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
     out = {}
     for s, ckpt in ctx.backbones.items():
-        net, meta = load_backbone(ckpt)
-        norm = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
+        bb = load_backbone(ckpt)
+        net, meta = bb
+        norm = bb.normalizer_for(vol.raw)
         raws, patch = _target_patches(ctx, net, meta, vol)
         x = torch.from_numpy(np.stack([norm(r) for r in raws])[:, None])
         out[s] = fn(net.eval(), meta, vol, x, patch)
@@ -109,7 +109,7 @@ def _per_source(ctx, fn):
 
 def compat_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.data.volume import open_volume
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
 
     vs = ctx.voxel_size or open_volume(ctx.target, labels_key=None).voxel_size
     detail = {s: compatibility(load_backbone(p)[1], vs) for s, p in ctx.backbones.items()}

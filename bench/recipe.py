@@ -67,7 +67,7 @@ def child(arg: str) -> None:
     from neuroadda.segmentation.agglomerate import segmentations
     from neuroadda.segmentation.threshold import predict_region
     from neuroadda.models.checkpoint import load_backbone
-    from neuroadda.training.pretrain import pretrain
+    from neuroadda.workflows.pretrain import pretrain
 
     a = json.loads(arg)
     over = {**VARIANTS[a["variant"]], "train.max_steps": a["steps"], "seed": a["seed"], "train.logger": "none",

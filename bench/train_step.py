@@ -43,7 +43,7 @@ from neuroadda.data.volume import open_volume  # noqa: E402
 from neuroadda.models.losses import affinity_loss  # noqa: E402
 from neuroadda.models.unet import build_unet  # noqa: E402
 from neuroadda.training.module import AffinityModule, warmup_cosine  # noqa: E402
-from neuroadda.training.pretrain import trainer_for  # noqa: E402
+from neuroadda.training.trainer import trainer_for  # noqa: E402
 
 
 def setup(steps: int):

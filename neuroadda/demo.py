@@ -38,7 +38,7 @@ def backbone_paths(cfg: DemoConfig) -> dict[str, Path]:
 def build_backbones(cfg: DemoConfig, *, progress: bool = True, echo=print) -> dict[str, float]:
     """Pretrain one small backbone per source into :func:`backbone_paths` (each replaced atomically).
     Returns the wall time per source (s)."""
-    from neuroadda.training.pretrain import pretrain
+    from neuroadda.workflows.pretrain import pretrain
 
     seconds = {}
     for i, (src, path) in enumerate(backbone_paths(cfg).items(), 1):

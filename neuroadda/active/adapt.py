@@ -110,7 +110,7 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     from neuroadda.selection.ranking import rank, write_ranking
     from neuroadda.selection.select import safe_name
     from neuroadda.models.checkpoint import load_backbone
-    from neuroadda.training.finetune import finetune
+    from neuroadda.workflows.finetune import finetune
 
     if n < 1 or rounds < 1 or not seeds:
         raise InputError(f"--n, --rounds and --seeds must be at least 1 (got n={n}, rounds={rounds}, seeds={len(seeds)})")

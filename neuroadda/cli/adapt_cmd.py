@@ -102,7 +102,7 @@ def run_finetune(args) -> int:
     from neuroadda.active.samples import check_target, load_samples
     from neuroadda.data.volume import open_volume
     from neuroadda.errors import InputError
-    from neuroadda.training.finetune import finetune
+    from neuroadda.workflows.finetune import finetune
 
     cfg = _config(args)
     rec = load_samples(args.samples)

@@ -50,7 +50,7 @@ def backbones_from_args(args, sources: list[str], out) -> dict:
                          "--backbones DIR, or --pretrain-missing")
     if missing:
         from neuroadda.config import default_config_dir, load_config
-        from neuroadda.training.pretrain import pretrain
+        from neuroadda.workflows.pretrain import pretrain
 
         cfg = load_config(args.pretrain_config or default_config_dir() / "pretrain.yaml")
         root = Path(args.backbones or Path(out) / "backbones")

@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from neuroadda.config import default_config_dir, load_config
-    from neuroadda.training.pretrain import pretrain
+    from neuroadda.workflows.pretrain import pretrain
 
     config = args.config
     if config is None and (default_config_dir() / "pretrain.yaml").exists():

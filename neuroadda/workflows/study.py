@@ -170,7 +170,7 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
     if out.is_file():
         return out
     if el.kind == "pretrain":
-        from neuroadda.training.pretrain import pretrain
+        from neuroadda.workflows.pretrain import pretrain
 
         pretrain(el.source, pretrain_config(cfg, el.source), out.parent, progress=progress)
     elif el.kind == "estimator":
@@ -262,7 +262,7 @@ def _finetune(cfg: TransferStudyConfig, el: Element, out: Path, *, progress: boo
     from neuroadda.active.adapt import evaluate_heldout
     from neuroadda.active.annotations import sample_labels
     from neuroadda.active.samples import box_from_json
-    from neuroadda.training.finetune import finetune
+    from neuroadda.workflows.finetune import finetune
 
     vol, norm, _, holdout = target_data(cfg, el.target)
     samples = Element("samples", el.target, el.source if el.factor != "shared" else None, el.n, el.seed, el.factor)

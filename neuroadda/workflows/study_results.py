@@ -124,7 +124,7 @@ def tables(res: dict) -> str:
 
     targets = [t for t, b in res["targets"].items() if b["seeds"]]
     arms = sorted({a for t in targets for a in res["targets"][t]["arms"] if a != SCRATCH}) + [SCRATCH]
-    lines = [f"# Transfer study: held-out VI (bits, mean ± sd over seeds; lower is better)", "",
+    lines = ["# Transfer study: held-out VI (bits, mean ± sd over seeds; lower is better)", "",
              "| target (n, seeds) | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
     for t in targets:
         b = res["targets"][t]
@@ -147,7 +147,7 @@ def tables(res: dict) -> str:
                          f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['wilcoxon_p']:.3f} | {reading} |")
     a = assess_estimators(res)
     lines += ["", "## Estimators against realised transfer", "",
-              f"Noise ceiling (Spearman between disjoint halves of the seeds): "
+              "Noise ceiling (Spearman between disjoint halves of the seeds): "
               + ", ".join(f"{t} {f(v, 2)}" for t, v in a["noise_ceiling"].items())
               + f"; mean {f(a['noise_ceiling_mean'], 2)}.", "",
               "| estimator | pooled Spearman | permutation p | top-1 | regret (bits) | per target Spearman |",

@@ -13,7 +13,7 @@ from neuroadda.data.volume import LabelledVolume, Volume
 from neuroadda.errors import InputError
 from neuroadda.models.unet import AffinityUNet
 from neuroadda.models.checkpoint import load_backbone, save_backbone
-from neuroadda.training.finetune import finetune, patch_for, sample_volumes
+from neuroadda.workflows.finetune import finetune, patch_for, sample_volumes
 from tests.conftest import blob_labels, raw_from_labels
 
 

@@ -11,19 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader
 
 from neuroadda.config import AdaptConfig
 from neuroadda.data.patches import SamplesPatchDataset, build_augment, check_target_edges, collate
 from neuroadda.data.volume import Box, LabelledVolume, Volume
 from neuroadda.errors import InputError
-from neuroadda.segmentation.threshold import calibrate
-from neuroadda.models.checkpoint import load_backbone, save_backbone
+from neuroadda.models.checkpoint import load_backbone
 from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
 from neuroadda.tracking import card_checksums, make_logger
-from neuroadda.training.pretrain import report_calibration, track_result, trainer_for
+from neuroadda.training.trainer import trainer_for
+from neuroadda.workflows.finish import finish_training
 
 
 def sample_volumes(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray]) -> list[LabelledVolume]:
@@ -91,30 +90,17 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
                                  "checksums": card_checksums(card)})
     trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger, norm=meta["net"].get("norm", "instance"))
     resumed = resume.fit(trainer, module, out_dir, train_dataloaders=loader)
-    if not trainer.is_global_zero:  # DDP: rank 0 alone chooses the threshold and writes the checkpoint
-        return out_dir / "model.pt"
-    net = module.net.cpu().eval()
     regions = [(v.raw.read(_full(v)), v.labels.read(_full(v))) for v in val]
-    cal = calibrate(net, regions, normalizer, fc.thresholds, patch, labels_kind=target.labels_kind)
-    threshold, table = cal["threshold"], cal["table"]
-    report_calibration(cal, int(trainer.global_step))
-    out_meta = {
-        "kind": "scratch" if scratch else "finetuned",
-        "source": meta.get("source"), "init": "scratch" if scratch else str(backbone),
-        "target": target.name, "card": card,
-        "config": cfg.model_dump(mode="json"), "seed": seed,
-        "voxel_size": list(target.voxel_size), "patch_size": list(patch),
-        "normalization": bb.normalization, "labels_kind": target.labels_kind,
-        "threshold": threshold, "threshold_table": table,
+    meta = {
+        "kind": "scratch" if scratch else "finetuned", "source": meta.get("source"),
+        "init": "scratch" if scratch else str(backbone), "target": target.name, "card": card,
+        "config": cfg.model_dump(mode="json"), "seed": seed, "voxel_size": list(target.voxel_size),
+        "patch_size": list(patch), "normalization": bb.normalization, "labels_kind": target.labels_kind,
         "threshold_region": {"what": "validation samples" if n_val else "training samples", "box": None},
-        "learned": cal["learned"], "one_segment_vi": cal["one_segment_vi"], "threshold_warning": cal["warning"],
         "samples": [[[s.start, s.stop] for s in b] for b in boxes], "n_train": len(train), "n_val": n_val,
-        "steps": int(trainer.global_step), "resumed_from_step": resumed, "world_size": int(trainer.world_size), "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
-    }
-    path = save_backbone(out_dir / "model.pt", net, out_meta)
-    track_result(logger, net, regions[0][0], normalizer, patch, table, threshold, target.labels_kind)
-    resume.clear(out_dir)
-    return path
+        "resumed_from_step": resumed}
+    return finish_training(trainer, module, out_dir, regions=regions, normalizer=normalizer, thresholds=fc.thresholds,
+                           patch=patch, labels_kind=target.labels_kind, meta=meta, logger=logger)
 
 
 def _full(v: LabelledVolume) -> Box:

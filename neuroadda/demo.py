@@ -65,7 +65,7 @@ def run_demo(out: str | Path, *, config: str | Path | None = None, retrain: bool
              progress: bool = True, echo=partial(print, flush=True)) -> dict:
     """Run the demo into ``out`` (resumes an unfinished one unless ``fresh``); returns ``out/demo.json``'s content:
     the adapt report plus per-stage wall times (s), total time and peak memory (GB)."""
-    from neuroadda.active.adapt import adapt
+    from neuroadda.workflows.adapt import adapt
 
     t0 = time.perf_counter()
     cfg = load_config(config or DEFAULT_CONFIG, DemoConfig)

@@ -124,7 +124,7 @@ def run_finetune(args) -> int:
 
 
 def run_adapt(args) -> int:
-    from neuroadda.active.adapt import adapt
+    from neuroadda.workflows.adapt import adapt
 
     cfg = _config(args)
     backbones = backbones_from_args(args, args.sources, args.out)

@@ -27,13 +27,24 @@ def predict_region(net, raw: np.ndarray, normalizer, roi_size, *, labels_kind: s
     return affs
 
 
+def score_region(net, raw, gt, normalizer, threshold: float, roi_size, *, labels_kind: str = "3d_instance",
+                 device=None) -> tuple[dict, np.ndarray]:
+    """Predict one labelled region, segment it at ``threshold`` and score it: ({vi_split, vi_merge, vi,
+    adapted_rand, n_slices}, segmentation (z, y, x) uint64). VI in bits, gt label 0 ignored."""
+    from neuroadda.metrics.vi import evaluate_segmentation
+    from neuroadda.segmentation.agglomerate import segment
+
+    affs = predict_region(net, raw, normalizer, roi_size, labels_kind=labels_kind, device=device)
+    seg = segment(affs, float(threshold), per_slice=labels_kind == TWO_D)
+    return evaluate_segmentation(seg, gt, labels_kind=labels_kind), seg
+
+
 def threshold_table(net, regions, normalizer, thresholds, roi_size, *, labels_kind: str = "3d_instance",
-                    device=None, progress: bool = False, keep=None) -> tuple[float, list[dict]]:
+                    device=None, progress: bool = False) -> tuple[float, list[dict]]:
     """Score every waterz threshold on labelled ``regions`` = [(raw (z, y, x), gt (z, y, x)), ...].
 
     Returns (threshold with the lowest mean VI, rows) where each row is {threshold, vi_split, vi_merge, vi,
-    adapted_rand} averaged over the regions (VI in bits, gt label 0 ignored; 2-D labels scored per slice).
-    ``keep(region_index, threshold, seg)``, when given, sees every segmentation (e.g. to save a slice)."""
+    adapted_rand} averaged over the regions (VI in bits, gt label 0 ignored; 2-D labels scored per slice)."""
     from neuroadda.metrics.vi import evaluate_segmentation
     from neuroadda.segmentation.agglomerate import segmentations
 
@@ -43,8 +54,6 @@ def threshold_table(net, regions, normalizer, thresholds, roi_size, *, labels_ki
         affs = predict_region(net, raw, normalizer, roi_size, labels_kind=labels_kind, device=device, progress=progress)
         for t, seg in segmentations(affs, thresholds, per_slice=labels_kind == TWO_D):
             scores = evaluate_segmentation(seg, gt, labels_kind=labels_kind)
-            if keep is not None:
-                keep(i, float(t), seg)
             row = sums.setdefault(float(t), dict.fromkeys(scores, 0.0))
             for k, v in scores.items():
                 row[k] += float(v) / len(regions)

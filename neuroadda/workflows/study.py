@@ -159,6 +159,20 @@ def target_data(cfg: TransferStudyConfig, name: str):
     return _target(cfg.model_dump_json(), name)
 
 
+@lru_cache(maxsize=2)
+def _held(cfg_json: str, name: str):
+    from neuroadda.workflows.adapt import HeldOut
+
+    cfg = TransferStudyConfig.model_validate_json(cfg_json)
+    vol, _, _, holdout = target_data(cfg, name)
+    return HeldOut.read(vol, holdout)
+
+
+def held_out(cfg: TransferStudyConfig, name: str):
+    """The target's held-out region, read once per process."""
+    return _held(cfg.model_dump_json(), name)
+
+
 def pretrain_config(cfg: TransferStudyConfig, source: str) -> PretrainConfig:
     path = cfg.pretrain_configs.get(source) or cfg.pretrain_config or default_config_dir() / "pretrain.yaml"
     return load_config(path, PretrainConfig, overrides={"train.logger": "none"})
@@ -186,10 +200,9 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
                       labels_kind=target_data(cfg, el.target)[0].labels_kind)
         write_json(out, estimate(el.source, ctx, progress=progress))
     elif el.kind == "zero-shot":
-        from neuroadda.active.adapt import evaluate_heldout
+        from neuroadda.workflows.adapt import evaluate_heldout
 
-        vol, norm, _, holdout = target_data(cfg, el.target)
-        evaluate_heldout(backbone_path(cfg, el.source), vol, holdout, norm, out)
+        evaluate_heldout(backbone_path(cfg, el.source), held_out(cfg, el.target), target_data(cfg, el.target)[1], out)
     elif el.kind == "samples":
         write_json(out, draw_samples(cfg, el, progress=progress))
     elif el.kind == "finetune":
@@ -259,12 +272,12 @@ def scratch_init(cfg: TransferStudyConfig, target: str) -> Path:
 
 
 def _finetune(cfg: TransferStudyConfig, el: Element, out: Path, *, progress: bool) -> None:
-    from neuroadda.active.adapt import evaluate_heldout
+    from neuroadda.workflows.adapt import evaluate_heldout
     from neuroadda.active.annotations import sample_labels
     from neuroadda.active.samples import box_from_json
     from neuroadda.workflows.finetune import finetune
 
-    vol, norm, _, holdout = target_data(cfg, el.target)
+    vol, norm, _, _ = target_data(cfg, el.target)
     samples = Element("samples", el.target, el.source if el.factor != "shared" else None, el.n, el.seed, el.factor)
     rec = json.loads(run_element(cfg, samples).read_text())  # drawn here when missing (deterministic per seed)
     boxes = [box_from_json(b) for b in rec["boxes"]]
@@ -273,7 +286,7 @@ def _finetune(cfg: TransferStudyConfig, el: Element, out: Path, *, progress: boo
     init = scratch_init(cfg, el.target) if scratch else backbone_path(cfg, el.source)
     model = finetune(vol, boxes, labels, init, adapt_config(cfg), out.parent, scratch=scratch, seed=el.seed,
                      normalizer=norm, progress=progress)
-    evaluate_heldout(model, vol, holdout, norm, out)
+    evaluate_heldout(model, held_out(cfg, el.target), norm, out)
 
 
 def run(cfg: TransferStudyConfig, *, progress: bool = False, echo=print) -> list[Element]:

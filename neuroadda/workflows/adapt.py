@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -62,55 +63,53 @@ def check_settings(out: Path, settings: dict) -> None:
     write_json(path, settings)
 
 
-def evaluate_heldout(ckpt: Path, vol, box, normalizer, out: Path, *, threshold: float | None = None) -> Path:
-    """Predict the held-out ``box`` with checkpoint ``ckpt``, segment at its threshold, write VI to ``out``
-    and the middle z slice of the segmentation (y, x) to ``heldout_slice.npz`` beside it (for figures)."""
-    from neuroadda.report import save_npz
-    from neuroadda.segmentation.threshold import threshold_table
-    from neuroadda.models.checkpoint import load_backbone
+@dataclass(frozen=True)
+class HeldOut:
+    """The held-out region of a labelled target, read once: ``box`` in the target's grid, raw and gt (z, y, x)."""
 
-    net, meta = load_backbone(ckpt)
-    t = float(threshold if threshold is not None else meta["threshold"])
-    raw, gt = _heldout(vol, box)
-    _, rows = threshold_table(net, [(raw, gt)], normalizer, [t], meta["patch_size"], labels_kind=vol.labels_kind,
-                              keep=lambda _i, _t, seg: save_npz(Path(out).with_name(SLICE), seg=seg[seg.shape[0] // 2]))
-    if meta.get("learned") is False:
-        print(f"warning: {ckpt} recorded learned: false (its calibration VI was not clearly below one segment)",
-              flush=True)
-    return write_json(out, {**rows[0], "checkpoint": str(ckpt), "region": [[s.start, s.stop] for s in box],
-                            "threshold_from": load_backbone(ckpt).threshold_region["what"],
-                            "learned": meta.get("learned")})
+    box: tuple
+    raw: np.ndarray
+    gt: np.ndarray
+    labels_kind: str
+
+    @classmethod
+    def read(cls, vol, box) -> "HeldOut":
+        return cls(tuple(box), vol.raw.read(box), vol.labels.read(box), vol.labels_kind)
 
 
 SLICE = "heldout_slice.npz"
-_HELD: dict = {}
 
 
-def _heldout(vol, box):
-    key = (vol.name, tuple((s.start, s.stop) for s in box))
-    if key not in _HELD:
-        _HELD.clear()
-        _HELD[key] = (vol.raw.read(box), vol.labels.read(box))
-    return _HELD[key]
+def evaluate_heldout(ckpt: Path, held: HeldOut, normalizer, out: Path, *, threshold: float | None = None) -> Path:
+    """Predict ``held`` with checkpoint ``ckpt``, segment at its threshold (or ``threshold``), write VI to ``out``
+    and the middle z slice of the segmentation (y, x) to ``heldout_slice.npz`` beside it (for figures)."""
+    from neuroadda.models.checkpoint import load_backbone
+    from neuroadda.report import save_npz
+    from neuroadda.segmentation.threshold import score_region
+
+    bb = load_backbone(ckpt)
+    t = float(threshold if threshold is not None else bb.threshold)
+    scores, seg = score_region(bb.net, held.raw, held.gt, normalizer, t, bb.patch_size, labels_kind=held.labels_kind)
+    save_npz(Path(out).with_name(SLICE), seg=seg[seg.shape[0] // 2])
+    if bb.learned is False:
+        print(f"warning: {ckpt} recorded learned: false (its calibration VI was not clearly below one segment)",
+              flush=True)
+    return write_json(out, {**scores, "threshold": t, "checkpoint": str(ckpt),
+                            "region": [[s.start, s.stop] for s in held.box],
+                            "threshold_from": bb.threshold_region["what"], "learned": bb.learned})
 
 
 def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | Path, *, n: int,
           seeds: list[int], rounds: int = 1, all_sources: bool = False, label_zero: str | None = None,
-          progress: bool = True,
-          echo=partial(print, flush=True)) -> dict:
+          progress: bool = True, echo=partial(print, flush=True)) -> dict:
     """Run (or resume) the whole method; returns the report (also written to ``out/report.json``).
 
     ``all_sources``: also fine-tune from every other source's backbone on the same samples (arms
-    ``from:<source>``), so the report can say whether the MMD² ranking predicts the VI after fine-tuning."""
-    from neuroadda.active.annotations import sample_labels
+    ``from:<source>``), so the report can say whether the selection ranking predicts the VI after fine-tuning."""
     from neuroadda.active.pool import candidate_pool
-    from neuroadda.active.report import build_report, write_report
-    from neuroadda.active.samples import load_samples, select_samples, write_samples
     from neuroadda.data.volume import open_volume
-    from neuroadda.selection.ranking import rank, write_ranking
-    from neuroadda.selection.select import safe_name
     from neuroadda.models.checkpoint import load_backbone
-    from neuroadda.workflows.finetune import finetune
+    from neuroadda.selection.ranking import rank, write_ranking
 
     if n < 1 or rounds < 1 or not seeds:
         raise InputError(f"--n, --rounds and --seeds must be at least 1 (got n={n}, rounds={rounds}, seeds={len(seeds)})")
@@ -119,6 +118,10 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     if vol.labels is None:
         raise InputError(f"{target}: adapt scores the held-out region against the target's labels (oracle mode), "
                          "and this volume has none; for new data use select-samples, annotate, then finetune")
+    _, holdout = candidate_pool(vol.shape, cfg.active.candidate_size, holdout_fraction=cfg.active.holdout_fraction,
+                                holdout_axis=cfg.active.holdout_axis)
+    if any(s.stop - s.start < 1 for s in holdout):
+        raise InputError("active.holdout_fraction is 0: adapt needs a held-out region to evaluate on")
     check_settings(out, {"target": target, "backbones": {s: str(p) for s, p in backbones.items()}, "n": n,
                          "seeds": list(seeds), "rounds": rounds, "all_sources": all_sources, "label_zero": label_zero,
                          "config": cfg.model_dump(mode="json")})
@@ -132,51 +135,73 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     best = selection["best"]
     ckpt = Path(backbones[best])
     bb = load_backbone(ckpt)
-    net = bb.net
     normalizer = bb.normalizer_for(vol.raw)
-    _, holdout = candidate_pool(vol.shape, cfg.active.candidate_size, holdout_fraction=cfg.active.holdout_fraction,
-                                holdout_axis=cfg.active.holdout_axis)
-    if any(s.stop - s.start < 1 for s in holdout):
-        raise InputError("active.holdout_fraction is 0: adapt needs a held-out region to evaluate on")
+    held = HeldOut.read(vol, holdout)
     steps.run(f"zero-shot {best} on the held-out region", out / "zero_shot" / "eval.json",
-              partial(evaluate_heldout, ckpt, vol, holdout, normalizer, out / "zero_shot" / "eval.json"))
-
+              partial(evaluate_heldout, ckpt, held, normalizer, out / "zero_shot" / "eval.json"))
     arms = {"finetuned": (ckpt, False, f"fine-tune from {best}"), "scratch": (ckpt, True, "train from scratch")}
     if all_sources:
         arms.update({f"from:{src}": (Path(p), False, f"fine-tune from {src}") for src, p in backbones.items() if src != best})
     per_round = [{"n_total": n * r, "arms": {a: [] for a in arms}} for r in range(1, rounds + 1)]
     for seed in seeds:
-        picked: list = []
-        names: list = []
-        scorer = net
-        for r in range(1, rounds + 1):
-            d = out / f"seed{seed}" / f"round{r}"
-            tag = f"seed {seed}, round {r}"
-            steps.run(f"{tag}: select {n} samples ({cfg.active.strategy})", d / "samples.json",
-                      lambda: write_samples(select_samples(vol, scorer, normalizer, cfg.active, n, seed=seed,
-                                                           exclude=picked, start=len(picked), progress=progress), d, vol))
-            rec = load_samples(d / "samples.json")
-            picked += rec["boxes"]
-            names += [s["name"] for s in rec["samples"]]
-            labels = sample_labels(vol, picked, names)
-            for arm, (init, scratch, what) in arms.items():
-                a = d / safe_name(arm)
-                steps.run(f"{tag}: {what} on {len(picked)} samples ({cfg.finetune.max_steps} steps)", a / "model.pt",
-                          partial(finetune, vol, list(picked), labels, init, cfg, a, scratch=scratch, seed=seed,
-                                  normalizer=normalizer, progress=progress))
-                steps.run(f"{tag}: evaluate {arm} on the held-out region", a / "eval.json",
-                          partial(evaluate_heldout, a / "model.pt", vol, holdout, normalizer, a / "eval.json"))
-                per_round[r - 1]["arms"][arm].append(json.loads((a / "eval.json").read_text()))
-            scorer = load_backbone(d / "finetuned" / "model.pt")[0] if r < rounds else None
+        for r, evals in enumerate(run_seed(vol, held, bb.net, normalizer, arms, cfg, out, steps, n=n, seed=seed,
+                                           rounds=rounds, progress=progress)):
+            for arm, ev in evals.items():
+                per_round[r]["arms"][arm].append(ev)
+    return write_outputs(out, vol, held, cfg, steps, target=target, best=best, n=n, seeds=seeds, rounds=rounds,
+                         per_round=per_round, selection=selection)
+
+
+def run_seed(vol, held: HeldOut, net, normalizer, arms: dict, cfg: AdaptConfig, out: Path, steps: Steps, *, n: int,
+             seed: int, rounds: int, progress: bool) -> list[dict]:
+    """All rounds of one seed: select n more samples (scored by the model of the round before), fine-tune every
+    arm on all samples so far, evaluate each on the held-out region. Returns per round {arm: eval record}."""
+    from neuroadda.active.annotations import sample_labels
+    from neuroadda.active.samples import load_samples, select_samples, write_samples
+    from neuroadda.models.checkpoint import load_backbone
+    from neuroadda.selection.select import safe_name
+    from neuroadda.workflows.finetune import finetune
+
+    picked: list = []
+    names: list = []
+    scorer, results = net, []
+    for r in range(1, rounds + 1):
+        d = out / f"seed{seed}" / f"round{r}"
+        tag = f"seed {seed}, round {r}"
+        steps.run(f"{tag}: select {n} samples ({cfg.active.strategy})", d / "samples.json",
+                  lambda: write_samples(select_samples(vol, scorer, normalizer, cfg.active, n, seed=seed,
+                                                       exclude=picked, start=len(picked), progress=progress), d, vol))
+        rec = load_samples(d / "samples.json")
+        picked += rec["boxes"]
+        names += [s["name"] for s in rec["samples"]]
+        labels = sample_labels(vol, picked, names)
+        evals = {}
+        for arm, (init, scratch, what) in arms.items():
+            a = d / safe_name(arm)
+            steps.run(f"{tag}: {what} on {len(picked)} samples ({cfg.finetune.max_steps} steps)", a / "model.pt",
+                      partial(finetune, vol, list(picked), labels, init, cfg, a, scratch=scratch, seed=seed,
+                              normalizer=normalizer, progress=progress))
+            steps.run(f"{tag}: evaluate {arm} on the held-out region", a / "eval.json",
+                      partial(evaluate_heldout, a / "model.pt", held, normalizer, a / "eval.json"))
+            evals[arm] = json.loads((a / "eval.json").read_text())
+        results.append(evals)
+        scorer = load_backbone(d / "finetuned" / "model.pt").net if r < rounds else None
+    return results
+
+
+def write_outputs(out: Path, vol, held: HeldOut, cfg: AdaptConfig, steps: Steps, *, target: str, best: str, n: int,
+                  seeds: list[int], rounds: int, per_round: list[dict], selection: dict) -> dict:
+    """report.{json,md,png}, heldout.png (a middle slice per arm), timings.json and the W&B summary."""
+    from neuroadda.active.report import build_report, write_report
 
     report = build_report(target=target, source=best, n=n, strategy=cfg.active.strategy, seeds=list(seeds),
                           rounds=per_round, selection=selection,
                           zero_shot=json.loads((out / "zero_shot" / "eval.json").read_text()))
     write_report(report, out)
-    raw, gt = _heldout(vol, holdout)
-    slices = {"zero-shot": out / "zero_shot", "scratch": out / f"seed{seeds[0]}" / f"round{rounds}" / "scratch",
-              f"fine-tuned from {best}": out / f"seed{seeds[0]}" / f"round{rounds}" / "finetuned"}
-    plot_heldout(raw[raw.shape[0] // 2], gt[gt.shape[0] // 2],
+    last = out / f"seed{seeds[0]}" / f"round{rounds}"
+    slices = {"zero-shot": out / "zero_shot", "scratch": last / "scratch", f"fine-tuned from {best}": last / "finetuned"}
+    mid = held.raw.shape[0] // 2
+    plot_heldout(held.raw[mid], held.gt[mid],
                  {name: (np.load(d / SLICE)["seg"], json.loads((d / "eval.json").read_text())["vi"])
                   for name, d in slices.items() if (d / SLICE).is_file()}, out / "heldout.png",
                  title=f"{vol.name}: middle slice of the held-out region (seed {seeds[0]}, n = {n * rounds})")

@@ -189,6 +189,7 @@ def run_peer(seed: int, args, work: Path, python: Path, stop: dict, boxes) -> di
     cmd = [str(python), str(PEER_DIR / "train_torchem.py"), "--train", str(gala_path("gala-train")),
            "--test", str(gala_path("gala-test")), "--train-roi", fmt(train_box), "--val-roi", fmt(val_box),
            "--out", str(d), "--seed", str(seed), "--threads", str(args.threads)]
+    cmd += ["--val-patch", args.val_patch]
     cmd += ["--iterations", str(stop["iterations"])] if "iterations" in stop else ["--budget-cpu", str(stop["budget_cpu_s"])]
     print(f"peer seed {seed}: torch-em recipe, {stop} ({args.threads} thread(s))", flush=True)
     cpu, wall = timed(cmd, child_env(args.threads), d / "train.log")
@@ -283,6 +284,8 @@ def main(argv=None) -> int:
     stop.add_argument("--peer-budget", type=float, default=None,
                       help="peer CPU-seconds (default: the mean CPU-s of our runs of --steps)")
     stop.add_argument("--peer-iterations", type=int, default=None, help="train the peer for a fixed count instead")
+    p.add_argument("--val-patch", choices=("fit", "train"), default="fit",
+                   help="peer validation patches: cut to fit the slab (default) or torch-em's zero-padded training patch")
     p.add_argument("--budget-tolerance", type=float, default=0.05,
                    help="reuse a cached peer run whose budget is within this fraction (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="rerun every arm")
@@ -322,7 +325,8 @@ def main(argv=None) -> int:
         python = ensure_peer_venv(args.venv)
         check_convention(python, args.work / "convention")
         for s in args.seeds:
-            inputs = {"seed": s, "threads": args.threads, "split": box_txt, "thresholds": THRESHOLDS, **stop,
+            inputs = {"seed": s, "threads": args.threads, "val_patch": args.val_patch, "split": box_txt,
+                      "thresholds": THRESHOLDS, **stop,
                       "code": fingerprint([PEER_DIR]), "torch_em": TORCH_EM}
             hit = cached(cache, "peer", inputs, args.budget_tolerance)
             if hit is None:

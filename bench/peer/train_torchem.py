@@ -5,7 +5,9 @@ Runs only in the torch-em venv (never imports neuroadda). Trains with torch-em's
 ``AffinityTransform(offsets 1-step z/y/x, add_mask=True)`` as ``label_transform2`` (label 0 is an ordinary
 label, as in torch-em's EM dataset getters), Dice on the affinities through ``LossWrapper`` +
 ``ApplyAndRemoveMask(multiply)`` (as torch-em's training CLI does for affinities) and
-``default_segmentation_trainer`` (AdamW, lr 1e-3, ReduceLROnPlateau) with its ``DefaultTrainer``. Stops after
+``default_segmentation_trainer`` (AdamW, lr 1e-3, ReduceLROnPlateau) with its ``DefaultTrainer``; validation
+patches are cut to fit the held-out slab (``--val-patch fit``), as zero-padded ones mislead torch-em's
+best-checkpoint choice and learning-rate schedule here. Stops after
 ``--iterations`` or once this process has used ``--budget-cpu`` CPU-seconds (then the current epoch ends,
 torch-em validates and checkpoints as usual). Predicts the validation slab and the test volume with
 ``predict_with_halo`` from the best checkpoint (torch-em's default) and writes them as .npy in torch-em's
@@ -70,11 +72,17 @@ def roi(text: str) -> tuple[slice, ...]:
     return tuple(slice(*map(int, part.split(":"))) for part in text.split(","))
 
 
-def loader(args, box, budget_s=None) -> DataLoader:
+def fitting_patch(patch, box, depth: int) -> tuple[int, ...]:
+    """``patch`` cut to fit ``box`` on every axis, rounded down to a multiple of 2**depth (UNet3d's stride)."""
+    step = 2 ** depth
+    return tuple(max(step, min(p, s.stop - s.start) // step * step) for p, s in zip(patch, box))
+
+
+def loader(args, box, patch, budget_s=None) -> DataLoader:
     """torch-em's default segmentation dataset on ``box`` of the training file, in a loader built the way
     ``torch_em.segmentation.get_data_loader`` builds one (shuffle, pin_memory as there)."""
     ds = torch_em.default_segmentation_dataset(
-        args.train, "raw", args.train, "labels", patch_shape=tuple(args.patch), rois=box,
+        args.train, "raw", args.train, "labels", patch_shape=tuple(patch), rois=box,
         label_transform2=affinity_transform(), n_samples=args.n_samples)
     cls = BudgetLoader if budget_s is not None else DataLoader
     out = cls(ds, batch_size=args.batch, shuffle=True, num_workers=0, pin_memory=torch.cuda.is_available())
@@ -97,8 +105,10 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     wall0 = time.perf_counter()
     budget = args.budget_cpu if args.iterations is None else None
-    train_loader = loader(args, roi(args.train_roi), budget_s=budget)
-    val_loader = loader(args, roi(args.val_roi))
+    val_patch = tuple(args.patch) if args.val_patch == "train" else fitting_patch(args.patch, roi(args.val_roi),
+                                                                                  args.depth)
+    train_loader = loader(args, roi(args.train_roi), args.patch, budget_s=budget)
+    val_loader = loader(args, roi(args.val_roi), val_patch)
     model = UNet3d(in_channels=1, out_channels=3, depth=args.depth, initial_features=args.features,
                    final_activation="Sigmoid")
     loss = torch_em.loss.LossWrapper(torch_em.loss.DiceLoss(),
@@ -133,7 +143,7 @@ def train(args) -> dict:
         "predict_cpu_s": time.process_time() - c0, "predict_wall_s": time.perf_counter() - t0,
         "parameters": int(sum(p.numel() for p in net.parameters())), "threads": torch.get_num_threads(),
         "torch_em": torch_em.__version__, "torch": torch.__version__, "torchvision_placeholders": PLACEHOLDERS,
-        "budget_cpu_s": budget,
+        "budget_cpu_s": budget, "val_patch": list(val_patch),
     }
 
 
@@ -155,6 +165,9 @@ def main(argv=None) -> int:
     stop.add_argument("--iterations", type=int, default=None)
     stop.add_argument("--budget-cpu", type=float, default=None, help="CPU-seconds of this process, from its start")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--val-patch", choices=("fit", "train"), default="fit",
+                   help="validation patches: cut to fit the held-out slab (default) or the training patch, "
+                        "which torch-em zero-pads where the slab is thinner (its val Dice then never improves)")
     p.add_argument("--block", type=int, nargs=3, default=(8, 64, 64), help="predict_with_halo inner block")
     p.add_argument("--halo", type=int, nargs=3, default=(4, 16, 16), help="predict_with_halo halo")
     p.add_argument("--affinity-check", nargs=2, metavar=("LABELS_NPY", "OUT_NPY"),

@@ -213,28 +213,28 @@ def paired(a: list[float], b: list[float]) -> dict:
     return {"mean": float(d.mean()), "sd": sd, "ci95": [float(d.mean()) - half, float(d.mean()) + half], "n": n}
 
 
-def ms(xs) -> str:
+def ms(xs, digits: int = 3) -> str:
     xs = np.asarray(xs, float)
-    return f"{xs.mean():.3f} ± {xs.std(ddof=1):.3f}" if len(xs) > 1 else f"{xs.mean():.3f}"
+    return (f"{xs.mean():.{digits}f} ± {xs.std(ddof=1):.{digits}f}" if len(xs) > 1 else f"{xs.mean():.{digits}f}")
 
 
 def report(ours: dict, peer: dict, seeds: list[int]) -> tuple[str, dict]:
     """Markdown table (one row a seed, then mean ± sd) and the paired ours - peer differences."""
-    f3 = lambda r, k: f"{r[k]:.3f}" if r else "-"  # noqa: E731
+    f1 = lambda r, k: f"{r[k]:.1f}" if r else "-"  # noqa: E731
     at = lambda r: f"{r['vi_at_threshold']:.3f} (t {r['threshold']:g})" if r else "-"  # noqa: E731
     best = lambda r: f"{r['best_test']['vi']:.3f} (t {r['best_test']['threshold']:g})" if r else "-"  # noqa: E731
     rows = ["| seed | ours VI @ stored t | ours best-test VI | peer VI @ val-chosen t | peer best-test VI "
             "| ours CPU-s | peer CPU-s | peer iterations |", "|---|---|---|---|---|---|---|---|"]
     for s in seeds:
         o, p = ours.get(s), peer.get(s)
-        rows.append(f"| {s} | {at(o)} | {best(o)} | {at(p)} | {best(p)} | {f3(o, 'cpu_s')} | {f3(p, 'cpu_s')} "
+        rows.append(f"| {s} | {at(o)} | {best(o)} | {at(p)} | {best(p)} | {f1(o, 'cpu_s')} | {f1(p, 'cpu_s')} "
                     f"| {p['iterations'] if p else '-'} |")
     col = lambda arm, key: [key(arm[s]) for s in seeds if s in arm]  # noqa: E731
     stats_row = ["mean ± sd"]
     for arm, key in ((ours, lambda r: r["vi_at_threshold"]), (ours, lambda r: r["best_test"]["vi"]),
                      (peer, lambda r: r["vi_at_threshold"]), (peer, lambda r: r["best_test"]["vi"]),
                      (ours, lambda r: r["cpu_s"]), (peer, lambda r: r["cpu_s"]), (peer, lambda r: r["iterations"])):
-        stats_row.append(ms(col(arm, key)) if col(arm, key) else "-")
+        stats_row.append(ms(col(arm, key), 3 if len(stats_row) < 5 else 1) if col(arm, key) else "-")
     rows.append("| " + " | ".join(stats_row) + " |")
     both = [s for s in seeds if s in ours and s in peer]
     summary = {"seeds_paired": both}

@@ -1,0 +1,1 @@
+"""Workflows: stages (data, segmentation, inference, ...) composed into what one command runs."""

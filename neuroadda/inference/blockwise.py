@@ -36,6 +36,7 @@ from monai.inferers import sliding_window_inference
 from tqdm.auto import tqdm
 
 from neuroadda.errors import InputError
+from neuroadda.report import finalize_zarr, tmp_path_for  # noqa: F401  (their old home: re-exported)
 
 # default cap on the voxels read per block (core + window margins): ~24 B/voxel -> ~0.4 GB at 2**24
 MAX_BLOCK_VOXELS = 2**24
@@ -220,11 +221,6 @@ def predict_block(model: torch.nn.Module, volume: Any, out: Any, ranges: Sequenc
     del logits, probs
 
 
-def tmp_path_for(path: str | os.PathLike) -> str:
-    """Where :func:`open_prediction_zarr` writes before :func:`finalize_zarr` moves it to ``path``."""
-    return os.fspath(path) + ".tmp"
-
-
 def _jsonable(value: Any) -> Any:
     """Attributes as plain JSON (numpy scalars/arrays, tuples and paths converted)."""
     def default(o):
@@ -283,23 +279,3 @@ def _compressor():
     from zarr.codecs import BloscCodec
 
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-
-
-def finalize_zarr(tmp_path: str | os.PathLike, final_path: str | os.PathLike) -> None:
-    """Move a finished ``tmp_path`` to ``final_path``, replacing what was there.
-
-    The old output is first renamed aside, then the new one renamed into place, then the old one deleted,
-    so at no time is ``final_path`` a half-written array.
-    """
-    tmp, final = Path(tmp_path), Path(final_path)
-    if not tmp.exists():
-        raise InputError(f"no prediction to finalize at {tmp}")
-    old = None
-    if os.path.lexists(final):
-        old = final.with_name(final.name + ".old")
-        if os.path.lexists(old):
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()

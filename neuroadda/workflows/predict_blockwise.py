@@ -71,7 +71,7 @@ def predict_volume_blockwise(checkpoint: str | Path, input_spec: str, out: str |
     one daisy block per ``block_size`` core. Returns a summary (blocks, seconds and peak RSS per worker)."""
     from neuroadda.data.normalize import fit_normalizer
     from neuroadda.data.volume import open_volume
-    from neuroadda.inference.blockwise import finalize_zarr, tmp_path_for
+    from neuroadda.report import finalize_zarr, tmp_path_for
     from neuroadda.training.checkpoint import load_backbone
 
     block = check_block_size(block_size)

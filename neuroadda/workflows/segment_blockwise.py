@@ -36,6 +36,7 @@ import zarr
 from neuroadda.data.io import open_array, split_spec
 from neuroadda.data.ome import create_image
 from neuroadda.errors import InputError
+from neuroadda.report import finalize_zarr, save_npz, tmp_path_for
 from neuroadda.segmentation.blockwise import (as_float_affinities, block_fragments, boundary_slabs, concat_edges,
                                               core_edges, face_edges, sum_edges)
 from neuroadda.segmentation.graph import (consecutive_labels, edge_scores, mean_affinity_agglomeration,
@@ -62,13 +63,6 @@ def output_chunks(block, shape) -> tuple[int, ...]:
     return tuple(min(64 if b % 64 == 0 else b, s) for b, s in zip(block, shape))
 
 
-def _save_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
 class _Fragments:
     """Stage 1 for one block (picklable; opens its arrays lazily in the worker)."""
 
@@ -93,7 +87,7 @@ class _Fragments:
         frags[info.box] = frag
         a = a[(slice(None),) + core]
         pairs, sums, counts = core_edges(frag, a)
-        _save_npz(Path(self.work) / "blocks" / f"{info.index}.npz", pairs=pairs, sums=sums, counts=counts,
+        save_npz(Path(self.work) / "blocks" / f"{info.index}.npz", pairs=pairs, sums=sums, counts=counts,
                   ids=np.unique(frag), **boundary_slabs(frag, a))
 
 
@@ -116,7 +110,7 @@ class _Faces:
             last = np.load(blocks / f"{lower}.npz")[f"last{c}"]
             parts.append(face_edges(own[f"first{c}"], last, own[f"aff{c}"]))
         pairs, sums, counts = concat_edges(parts)
-        _save_npz(Path(self.work) / "faces" / f"{info.index}.npz", pairs=pairs, sums=sums, counts=counts)
+        save_npz(Path(self.work) / "faces" / f"{info.index}.npz", pairs=pairs, sums=sums, counts=counts)
 
 
 class _Relabel:
@@ -189,15 +183,13 @@ def _prepare_work(work: Path, settings: dict, note) -> None:
 
 
 def segment_blockwise(affinities: str | Path, out: str | Path, *, block_size, threshold: float | None = None,
-                      context: int = 8, workers: int = 1, cluster: str = "local", sbatch_args=(),
+                      context: int = 32, workers: int = 1, cluster: str = "local", sbatch_args=(),
                       agglomeration: str = "mean", work_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Segment the (3, z, y, x) affinities at ``affinities`` into an OME-Zarr at ``out`` block by block.
 
     ``threshold`` defaults to the one ``neuroadda predict`` recorded; ``context`` voxels around each block feed
     its watershed; work files live in ``work_dir`` (default ``OUT.work``). Returns a summary dict (counts,
     seconds and peak worker RSS per stage)."""
-    from neuroadda.inference.blockwise import finalize_zarr, tmp_path_for  # torch: driver only, not the workers
-
     spec = str(affinities)
     affs = open_array(*split_spec(spec))
     shape = tuple(int(s) for s in affs.shape)

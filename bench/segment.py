@@ -158,7 +158,7 @@ def main() -> int:
         sys.exit(f"whole-volume waterz failed:\n{proc.stderr[-3000:]}")
     whole = json.loads(proc.stdout.strip().splitlines()[-1])
     small_bw = blockwise(small, d / f"seg_{args.whole_size}.zarr", args)
-    big_bw = blockwise(big, d / f"seg_{args.size}.zarr", args)
+    big_bw = small_bw if args.size == args.whole_size else blockwise(big, d / f"seg_{args.size}.zarr", args)
 
     from neuroadda.data.io import open_array
     from neuroadda.metrics.vi import variation_of_information
@@ -176,7 +176,7 @@ def main() -> int:
          "ns_per_voxel": 1e9 * ref, "ratio": 1.0, "peak_rss_gb": whole["peak_rss_bytes"] / 1e9,
          "segments": whole["segments"]},
     ]
-    for n, s in ((args.whole_size, small_bw), (args.size, big_bw)):
+    for n, s in ((args.whole_size, small_bw),) + (((args.size, big_bw),) if big_bw is not small_bw else ()):
         peak = max(st["peak_rss_bytes"] for st in s["stages"].values())
         rows.append({"case": f"block-wise {n}^3 ({args.block}^3 blocks, context {args.context}, {args.workers} workers)",
                      "seconds": s["seconds"], "ns_per_voxel": 1e9 * per_voxel(s["seconds"], n),

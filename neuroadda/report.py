@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 
@@ -62,3 +63,30 @@ def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def tmp_path_for(path: str | os.PathLike) -> str:
+    """Where an array or OME-Zarr group is written before :func:`finalize_zarr` moves it to ``path``."""
+    return os.fspath(path) + ".tmp"
+
+
+def finalize_zarr(tmp_path: str | os.PathLike, final_path: str | os.PathLike) -> None:
+    """Move a finished ``tmp_path`` to ``final_path``, replacing what was there.
+
+    The old output is first renamed aside, then the new one renamed into place, then the old one deleted,
+    so at no time is ``final_path`` a half-written array.
+    """
+    tmp, final = Path(tmp_path), Path(final_path)
+    if not tmp.exists():
+        from neuroadda.errors import InputError
+
+        raise InputError(f"no prediction to finalize at {tmp}")
+    old = None
+    if os.path.lexists(final):
+        old = final.with_name(final.name + ".old")
+        if os.path.lexists(old):
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()

@@ -11,28 +11,69 @@ def register(sub) -> None:
                                    "a zarr array (3, z, y, x) so volumes larger than memory go through.")
     p.add_argument("--checkpoint", required=True, help="backbone checkpoint (model.pt)")
     p.add_argument("--input", required=True, help="dataset name or PATH[:KEY] (default key: raw)")
-    p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr")
+    p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr (OME-Zarr with --block-size)")
     p.add_argument("--uint8", action="store_true", help="store probabilities as uint8 (x255) to save space")
     p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default: %(default)s)")
     p.add_argument("--block-shape", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
                    help="core block read at a time (default: chosen to compute the fewest windows, at most ~16 M voxels read)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     add_voxel_size(p)
+    _add_blockwise(p, "predict")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_predict)
 
     s = sub.add_parser("segment", help="agglomerate affinities into a segmentation (waterz)",
                        description="waterz agglomeration of predicted affinities; writes a uint64 zarr array.")
-    s.add_argument("--affinities", required=True, help="affinities zarr written by 'neuroadda predict'")
-    s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr")
+    s.add_argument("--affinities", required=True,
+                   help="affinities written by 'neuroadda predict' (zarr, OME-Zarr, or HDF5 as PATH:KEY)")
+    s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr (OME-Zarr with --block-size)")
     s.add_argument("--threshold", type=float, default=None,
                    help="waterz merge threshold (default: the one the checkpoint chose on validation data)")
     s.add_argument("--fragments", choices=("watershed", "waterz"), default="watershed",
                    help="supervoxels to agglomerate: distance-transform watershed (default) or waterz's own")
+    _add_blockwise(s, "segment")
+    s.add_argument("--context", type=int, default=32,
+                   help="with --block-size: voxels of affinities around each block that its watershed sees "
+                        "(default: %(default)s)")
+    s.add_argument("--agglomeration", choices=("mean", "threshold"), default="mean",
+                   help="with --block-size: global waterz-style mean-affinity merging of the region graph (default), "
+                        "or connected components of its edges below the threshold")
+    s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=run_segment)
 
 
+def _add_blockwise(p, verb: str) -> None:
+    g = p.add_argument_group("block-wise on many workers (daisy)")
+    g.add_argument("--block-size", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
+                   help=f"{verb} block by block with daisy workers (without it: one process, as before)")
+    g.add_argument("--workers", type=int, default=None, help="worker processes or SLURM jobs (default: 1)")
+    g.add_argument("--cluster", choices=("local", "slurm"), default=None,
+                   help="local processes (default) or one SLURM job per worker (sbatch)")
+    g.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
+                   help="extra sbatch argument for the worker jobs, e.g. --sbatch-arg=--gres=gpu:1 (repeatable)")
+    g.add_argument("--work-dir", default=None, help="work files (default: OUT.work); a re-run resumes there")
+
+
+def _check_blockwise(args) -> None:
+    from neuroadda.errors import InputError
+
+    if args.block_size is None and (args.workers is not None or args.cluster is not None or args.sbatch_arg
+                                    or args.work_dir is not None):
+        raise InputError("--workers, --cluster, --sbatch-arg and --work-dir need --block-size")
+
+
 def run_predict(args) -> int:
+    _check_blockwise(args)
+    if args.block_size is not None:
+        from neuroadda.workflows.predict_blockwise import predict_volume_blockwise
+
+        summary = predict_volume_blockwise(
+            args.checkpoint, args.input, args.out, block_size=args.block_size, workers=args.workers or 1,
+            cluster=args.cluster or "local", sbatch_args=args.sbatch_arg, voxel_size=args.voxel_size,
+            dtype="uint8" if args.uint8 else "float32", overlap=args.overlap, device=args.device,
+            work_dir=args.work_dir, progress=not args.quiet)
+        print(f"wrote affinities to {summary['out']} ({summary['blocks']} blocks)")
+        return 0
     from neuroadda.inference.predict import predict_volume
 
     out = predict_volume(args.checkpoint, args.input, args.out, voxel_size=args.voxel_size,
@@ -43,6 +84,20 @@ def run_predict(args) -> int:
 
 
 def run_segment(args) -> int:
+    _check_blockwise(args)
+    if args.block_size is not None:
+        from neuroadda.errors import InputError
+        from neuroadda.workflows.segment_blockwise import segment_blockwise
+
+        if args.fragments != "watershed":
+            raise InputError("--block-size works with --fragments watershed only")
+        s = segment_blockwise(args.affinities, args.out, block_size=args.block_size, threshold=args.threshold,
+                              context=args.context, workers=args.workers or 1, cluster=args.cluster or "local",
+                              sbatch_args=args.sbatch_arg, agglomeration=args.agglomeration,
+                              work_dir=args.work_dir, progress=not args.quiet)
+        print(f"wrote segmentation to {s['out']} (waterz threshold {s['threshold']:.3f}, {s['graph']['segments']} "
+              f"segments from {s['graph']['fragments']} fragments in {s['blocks']} blocks)")
+        return 0
     from neuroadda.segmentation.pipeline import segment_zarr
 
     out, threshold = segment_zarr(args.affinities, args.out, threshold=args.threshold,

@@ -1,4 +1,4 @@
-"""Lazy readers for 3-D arrays in HDF5, zarr (v2/v3), TIFF stacks and .npy files.
+"""Lazy readers for 3-D arrays in HDF5, zarr (v2/v3, OME-Zarr images), TIFF stacks and .npy files.
 
 Every reader returns an object with ``.shape``, ``.dtype``, ``.attrs`` (dict) and numpy-style slicing
 that reads only the requested region. Errors are :class:`InputError` naming the file and key.
@@ -142,6 +142,10 @@ def open_array(path: Path, key: str | None):
         raise InputError(f"{path}: cannot open as zarr ({e})") from None
     if isinstance(node, zarr.Array):
         return _Zarr(node, {})
+    from neuroadda.data.ome import is_ome_group, read_image
+
+    if key is None and is_ome_group(node):  # an OME-Zarr image: its level 0, voxel size from the metadata
+        return _Zarr(*read_image(node, str(path)))
     if key is None or key not in node or not isinstance(node[key], zarr.Array):
         avail = ", ".join(_zarr_keys(node)[:12]) or "none"
         what = "no key given" if key is None else f"no array '{key}'"

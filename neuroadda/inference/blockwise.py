@@ -36,6 +36,7 @@ from monai.inferers import sliding_window_inference
 from tqdm.auto import tqdm
 
 from neuroadda.errors import InputError
+from neuroadda.report import finalize_zarr, tmp_path_for  # noqa: F401  (their old home: re-exported)
 
 # default cap on the voxels read per block (core + window margins): ~24 B/voxel -> ~0.4 GB at 2**24
 MAX_BLOCK_VOXELS = 2**24
@@ -172,39 +173,52 @@ def predict_blockwise(
     try:
         with torch.inference_mode():
             for ranges in tqdm(list(itertools.product(*axes)), desc="predict", unit="block", disable=not progress):
-                read = tuple(slice(r0, r1) for _, _, r0, r1 in ranges)
-                raw = np.asarray(volume[read], dtype=np.float32)
-                if normalize is not None:
-                    shape_in, raw = raw.shape, np.asarray(normalize(raw), dtype=np.float32)
-                    if raw.shape != shape_in:
-                        raise PredictionInputError(f"normalize changed the block shape {shape_in} to {raw.shape}")
-                x = torch.from_numpy(np.ascontiguousarray(raw))[None, None].to(device)
-                del raw
-                with torch.autocast(device_type=device.type, enabled=amp):
-                    logits = sliding_window_inference(
-                        x, roi, sw_batch_size, model, overlap=overlap, mode=mode, sw_device=device, device=device
-                    )
-                del x
-                if logits.shape[1] != out_channels or tuple(logits.shape[2:]) != tuple(s.stop - s.start for s in read):
-                    raise PredictionInputError(
-                        f"model output shape {tuple(logits.shape)} does not match (1, {out_channels}) + "
-                        f"{tuple(s.stop - s.start for s in read)}"
-                    )
-                core = tuple(slice(a - r0, b - r0) for a, b, r0, _ in ranges)
-                probs = logits[(0, slice(None)) + core]
-                probs = probs.float() if probs.dtype != torch.float32 else probs
-                probs.sigmoid_()  # in place on the core view: no copy of the block
-                if out_dtype == np.uint8:
-                    probs = probs.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
-                out[(slice(None),) + tuple(slice(a, b) for a, b, _, _ in ranges)] = probs.cpu().numpy()
-                del logits, probs
+                predict_block(model, volume, out, ranges, roi=roi, out_channels=out_channels,
+                              sw_batch_size=sw_batch_size, overlap=overlap, mode=mode, device=device,
+                              normalize=normalize, amp=amp)
     finally:
         model.train(was_training)
 
 
-def tmp_path_for(path: str | os.PathLike) -> str:
-    """Where :func:`open_prediction_zarr` writes before :func:`finalize_zarr` moves it to ``path``."""
-    return os.fspath(path) + ".tmp"
+def block_ranges(box: Sequence[slice], shape: Sequence[int], roi: Sequence[int], overlap: float) -> list[tuple]:
+    """Per axis (core start, core stop, read start, read stop) of the core ``box``: the read covers the
+    whole-volume windows touching the core (see the module docstring)."""
+    return [(s.start, s.stop) + _read_range(window_extents(n, r, overlap), s.start, s.stop)[:2]
+            for s, n, r in zip(box, shape, roi)]
+
+
+def predict_block(model: torch.nn.Module, volume: Any, out: Any, ranges: Sequence[tuple], *, roi, out_channels: int,
+                  sw_batch_size: int, overlap: float, mode: str, device: torch.device, normalize=None,
+                  amp: bool = False) -> None:
+    """One block of :func:`predict_blockwise` (model in eval mode on ``device``, under inference mode):
+    ``ranges`` from :func:`block_ranges`; reads the read region, writes the core into ``out``."""
+    out_dtype = np.dtype(out.dtype)
+    read = tuple(slice(r0, r1) for _, _, r0, r1 in ranges)
+    raw = np.asarray(volume[read], dtype=np.float32)
+    if normalize is not None:
+        shape_in, raw = raw.shape, np.asarray(normalize(raw), dtype=np.float32)
+        if raw.shape != shape_in:
+            raise PredictionInputError(f"normalize changed the block shape {shape_in} to {raw.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(raw))[None, None].to(device)
+    del raw
+    with torch.autocast(device_type=device.type, enabled=amp):
+        logits = sliding_window_inference(
+            x, roi, sw_batch_size, model, overlap=overlap, mode=mode, sw_device=device, device=device
+        )
+    del x
+    if logits.shape[1] != out_channels or tuple(logits.shape[2:]) != tuple(s.stop - s.start for s in read):
+        raise PredictionInputError(
+            f"model output shape {tuple(logits.shape)} does not match (1, {out_channels}) + "
+            f"{tuple(s.stop - s.start for s in read)}"
+        )
+    core = tuple(slice(a - r0, b - r0) for a, b, r0, _ in ranges)
+    probs = logits[(0, slice(None)) + core]
+    probs = probs.float() if probs.dtype != torch.float32 else probs
+    probs.sigmoid_()  # in place on the core view: no copy of the block
+    if out_dtype == np.uint8:
+        probs = probs.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    out[(slice(None),) + tuple(slice(a, b) for a, b, _, _ in ranges)] = probs.cpu().numpy()
+    del logits, probs
 
 
 def _jsonable(value: Any) -> Any:
@@ -265,23 +279,3 @@ def _compressor():
     from zarr.codecs import BloscCodec
 
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-
-
-def finalize_zarr(tmp_path: str | os.PathLike, final_path: str | os.PathLike) -> None:
-    """Move a finished ``tmp_path`` to ``final_path``, replacing what was there.
-
-    The old output is first renamed aside, then the new one renamed into place, then the old one deleted,
-    so at no time is ``final_path`` a half-written array.
-    """
-    tmp, final = Path(tmp_path), Path(final_path)
-    if not tmp.exists():
-        raise InputError(f"no prediction to finalize at {tmp}")
-    old = None
-    if os.path.lexists(final):
-        old = final.with_name(final.name + ".old")
-        if os.path.lexists(old):
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()

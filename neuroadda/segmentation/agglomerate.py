@@ -115,7 +115,7 @@ def agglomerate(
             raise AffinityInputError(f"fragments must have shape {affs.shape[1:]}, got {fragments.shape}")
         if not np.issubdtype(fragments.dtype, np.integer) or (fragments.size and fragments.min() < 0):
             raise AffinityInputError(f"fragments must be non-negative integers, got dtype {fragments.dtype}")
-        fragments = np.ascontiguousarray(fragments, dtype=np.uint64)
+        fragments = np.array(fragments, dtype=np.uint64, order="C", copy=True)  # waterz relabels it in place
 
     with silence_c_stdout():
         segmentations = waterz.agglomerate(affs, ts, fragments=fragments)

@@ -12,12 +12,13 @@ import numpy as np
 from scipy import ndimage
 
 
-def _fragments_nd(boundary_free: np.ndarray, threshold: float, sigma: float, min_distance: int) -> tuple[np.ndarray, int]:
-    from skimage.segmentation import watershed
-
+def fragment_seeds(boundary_free: np.ndarray, threshold: float, sigma: float,
+                   min_distance: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(smoothed distance transform float32, boolean seed voxels) of the interior ``boundary_free > threshold``
+    (see :func:`watershed_fragments`); None when no voxel is interior."""
     mask = boundary_free > threshold
     if not mask.any():
-        return np.ones(boundary_free.shape, np.uint64), 1
+        return None
     dist = ndimage.distance_transform_edt(mask).astype(np.float32)
     if sigma > 0:
         dist = ndimage.gaussian_filter(dist, sigma)
@@ -30,6 +31,16 @@ def _fragments_nd(boundary_free: np.ndarray, threshold: float, sigma: float, min
     if len(missing):
         for pos in ndimage.maximum_position(dist, comps, missing):
             peaks[pos] = True
+    return dist, peaks
+
+
+def _fragments_nd(boundary_free: np.ndarray, threshold: float, sigma: float, min_distance: int) -> tuple[np.ndarray, int]:
+    from skimage.segmentation import watershed
+
+    seeds = fragment_seeds(boundary_free, threshold, sigma, min_distance)
+    if seeds is None:
+        return np.ones(boundary_free.shape, np.uint64), 1
+    dist, peaks = seeds
     markers, n = ndimage.label(peaks)
     return watershed(-dist, markers).astype(np.uint64), int(n)
 

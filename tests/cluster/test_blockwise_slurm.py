@@ -1,0 +1,28 @@
+"""Block-wise segmentation with 2 workers started as jobs on a real local SLURM gives the local run's ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from neuroadda.data.io import open_array
+from neuroadda.workflows.segment_blockwise import segment_blockwise
+from tests.segmentation.test_blockwise_stages import smooth_affinities
+
+
+def test_slurm_workers_give_the_local_ids(slurm, tmp_path):
+    affs = smooth_affinities((16, 32, 32), seed=2)
+    path = tmp_path / "affs.zarr"
+    zarr.create_array(store=str(path), shape=affs.shape, dtype=np.float32, chunks=(3, 8, 16, 16))[...] = affs
+    kw = dict(block_size=(8, 16, 16), threshold=0.5, context=8, workers=2, progress=False)
+    local = segment_blockwise(path, tmp_path / "local.zarr", **kw)
+    on_slurm = segment_blockwise(path, tmp_path / "slurm.zarr", cluster="slurm",
+                                 sbatch_args=["--cpus-per-task=1", "--mem=1G", "--time=10"], **kw)
+    a = np.asarray(open_array(tmp_path / "local.zarr", None)[(slice(None),) * 3])
+    b = np.asarray(open_array(tmp_path / "slurm.zarr", None)[(slice(None),) * 3])
+    assert on_slurm["graph"]["segments"] == local["graph"]["segments"] > 5
+    np.testing.assert_array_equal(a, b)
+    logs = list(Path(on_slurm["work_dir"]).glob("logs/*-*.out"))  # one log per SLURM worker job
+    assert len(logs) >= 3, logs  # at least one job per stage ran

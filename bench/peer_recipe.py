@@ -147,7 +147,7 @@ def gala_path(name: str) -> Path:
 
 
 def run_ours(seed: int, args, work: Path) -> dict:
-    from neuroadda.training.checkpoint import load_backbone
+    from neuroadda.models.checkpoint import load_backbone
     import zarr
 
     d = work / f"ours-seed{seed}"

@@ -39,7 +39,7 @@ class _PredictBlocks:
         import torch
 
         from neuroadda.data.volume import open_volume
-        from neuroadda.training.checkpoint import load_backbone
+        from neuroadda.models.checkpoint import load_backbone
 
         checkpoint, spec, voxel_size, resample_to = self.args
         net, meta = load_backbone(checkpoint)
@@ -69,10 +69,8 @@ def predict_volume_blockwise(checkpoint: str | Path, input_spec: str, out: str |
                              work_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Affinities of ``input_spec`` as :func:`neuroadda.inference.predict.predict_volume` computes them, with
     one daisy block per ``block_size`` core. Returns a summary (blocks, seconds and peak RSS per worker)."""
-    from neuroadda.data.normalize import fit_normalizer
-    from neuroadda.data.volume import open_volume
+    from neuroadda.inference.predict import prediction_input
     from neuroadda.report import finalize_zarr, tmp_path_for
-    from neuroadda.training.checkpoint import load_backbone
 
     block = check_block_size(block_size)
     if dtype not in ("float32", "uint8"):
@@ -81,16 +79,9 @@ def predict_volume_blockwise(checkpoint: str | Path, input_spec: str, out: str |
         raise InputError(f"overlap must be in [0, 1), got {overlap}")
     clus = Cluster(cluster, int(workers), tuple(sbatch_args))
     clus.check()
-    _, meta = load_backbone(checkpoint)
-    probe = open_volume(input_spec, labels_key=None, voxel_size=voxel_size)
-    known = probe.info.get("voxel_size_source") != "assumed isotropic 1 nm"
-    target_vs = tuple(meta["voxel_size"]) if known else None
-    vol = open_volume(input_spec, labels_key=None, voxel_size=voxel_size, resample_to=target_vs) if known else probe
-    normalizer = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
-    attrs = {"voxel_size_nm": list(vol.voxel_size), "input": input_spec, "checkpoint": str(checkpoint),
-             "threshold": meta.get("threshold"), "source": meta.get("source"), "labels_kind": vol.labels_kind,
-             "code_version": meta.get("code_version"), "offsets": [[-1, 0, 0], [0, -1, 0], [0, 0, -1]],
-             "block_size": list(block), "overlap": overlap, "dtype": dtype}
+    bb, vol, normalizer, attrs = prediction_input(checkpoint, input_spec, voxel_size=voxel_size)
+    target_vs = bb.voxel_size if vol.info.get("voxel_size_source") != "assumed isotropic 1 nm" else None
+    attrs.update({"block_size": list(block), "overlap": overlap, "dtype": dtype})
     work = Path(work_dir) if work_dir is not None else Path(str(out) + ".work")
     tmp = Path(tmp_path_for(out))
     fresh = not (tmp / "zarr.json").exists() or \

@@ -188,13 +188,21 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
 
         pretrain(el.source, pretrain_config(cfg, el.source), out.parent, progress=progress)
     elif el.kind == "estimator":
-        from neuroadda.selection.estimators import Context, estimate
+        from neuroadda.selection.estimators import GATE, Context, estimate, gated
 
         labelled = ()
         if el.n is not None:
             vol = target_data(cfg, el.target)[0]
             rec = json.loads(run_element(cfg, Element("samples", el.target, None, el.n, el.seed)).read_text())
             labelled = tuple((vol.raw.read(b), vol.labels.read(b)) for b in map(_box, rec["boxes"]))
+        if el.source.startswith(GATE):  # compat+NAME from the stored NAME and compat results (no recomputation)
+            base, comp = (json.loads(run_element(cfg, Element("estimator", el.target, name, el.n, el.seed)
+                                                 if needs_labels(name) else Element("estimator", el.target, name),
+                                                 progress=progress).read_text())
+                          for name in (el.source[len(GATE):], "compat"))
+            write_json(out, {**base, "estimator": el.source, "ungated": base["scores"],
+                             "scores": gated(comp["scores"], base["scores"]), "compat": comp["detail"]})
+            return out
         ctx = Context(el.target, {s: backbone_path(cfg, s) for s in sources_for(cfg, el.target)},
                       voxel_size=study_target(cfg, el.target).voxel_size, labelled=labelled,
                       labels_kind=target_data(cfg, el.target)[0].labels_kind)

@@ -51,7 +51,7 @@ from monai.inferers import sliding_window_inference  # noqa: E402
 from neuroadda.data.normalize import fit_normalizer  # noqa: E402
 from neuroadda.data.volume import open_volume  # noqa: E402
 from neuroadda.inference import open_prediction_zarr, predict_blockwise  # noqa: E402
-from neuroadda.inference.predict import predict_volume  # noqa: E402
+from neuroadda.workflows.predict import predict_volume  # noqa: E402
 from neuroadda.models.unet import AffinityUNet, auto_strides  # noqa: E402
 from neuroadda.models.checkpoint import load_backbone, save_backbone  # noqa: E402
 

@@ -77,18 +77,10 @@ def register(sub) -> None:
 
 
 def run_select_samples(args) -> int:
-    from neuroadda.active.samples import select_samples, write_samples
-    from neuroadda.data.volume import open_volume
-    from neuroadda.models.checkpoint import load_backbone
+    from neuroadda.workflows.select_samples import select_samples_for
 
-    cfg = _config(args)
-    bb = load_backbone(args.backbone)
-    net = bb.net
-    vol = open_volume(args.target, labels_key=None)
-    normalizer = bb.normalizer_for(vol.raw)
-    rec = select_samples(vol, net, normalizer, cfg.active, args.n, seed=cfg.seed, progress=not args.quiet)
-    rec["backbone"] = str(args.backbone)
-    path = write_samples(rec, args.out, vol)
+    rec, path = select_samples_for(args.target, args.backbone, _config(args), args.n, args.out,
+                                   progress=not args.quiet)
     rows = [[s["name"], s["offset_voxels"], [round(v) for v in s["offset_nm"]], s["shape"], f"{s['score']:.4f}"]
             for s in rec["samples"]]
     print(table(rows, ["sample", "offset (voxels)", "offset (nm)", "shape", "uncertainty"]))
@@ -98,28 +90,14 @@ def run_select_samples(args) -> int:
 
 
 def run_finetune(args) -> int:
-    from neuroadda.active.annotations import sample_labels
-    from neuroadda.active.samples import check_target, load_samples
-    from neuroadda.data.volume import open_volume
-    from neuroadda.errors import InputError
-    from neuroadda.workflows.finetune import finetune
-
-    cfg = _config(args)
-    rec = load_samples(args.samples)
-    vol = open_volume(args.target, labels_key="labels" if args.labels is None else None, label_zero=args.label_zero)
-    check_target(rec, vol, args.samples)
-    scratch = args.backbone == "scratch"
-    backbone = rec.get("backbone") if scratch else args.backbone
-    if backbone is None:
-        raise InputError(f"{args.samples}: no 'backbone' recorded, so --backbone scratch has no architecture to copy")
-    labels = sample_labels(vol, rec["boxes"], [s["name"] for s in rec["samples"]], labels_dir=args.labels)
-    path = finetune(vol, rec["boxes"], labels, backbone, cfg, args.out, scratch=scratch, seed=cfg.seed,
-                    progress=not args.quiet)
     from neuroadda.models.checkpoint import load_backbone
+    from neuroadda.workflows.finetune import finetune_from_samples
 
-    meta = load_backbone(path)[1]
-    print(f"wrote {path} ({meta['steps']} steps on {meta['n_train']} samples; waterz threshold {meta['threshold']:.2f} "
-          f"chosen on the {load_backbone(path).threshold_region['what']})")
+    path = finetune_from_samples(args.target, args.samples, args.backbone, _config(args), args.out,
+                                 labels_dir=args.labels, label_zero=args.label_zero, progress=not args.quiet)
+    bb = load_backbone(path)
+    print(f"wrote {path} ({bb.meta['steps']} steps on {bb.meta['n_train']} samples; waterz threshold "
+          f"{bb.threshold:.2f} chosen on the {bb.threshold_region['what']})")
     return 0
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from neuroadda.report import write_json  # noqa: F401  (re-exported for the subcommands)
-
 
 def add_voxel_size(p, help_text="(z, y, x) nm of the stored input, overriding card/attributes"):
     p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), default=None, help=help_text)
@@ -37,27 +35,11 @@ def add_backbone_args(p) -> None:
 
 
 def backbones_from_args(args, sources: list[str], out) -> dict:
-    """{source: checkpoint path} from --backbone/--backbones, pretraining missing ones with --pretrain-missing."""
-    from pathlib import Path
+    """{source: checkpoint path} from --backbone/--backbones/--pretrain-missing/--pretrain-config."""
+    from neuroadda.workflows.backbones import backbones_for
 
-    from neuroadda.errors import InputError
-    from neuroadda.selection.select import resolve_backbones, safe_name
-
-    backbones = resolve_backbones(sources, args.backbone, args.backbones)
-    missing = [s for s, p in backbones.items() if p is None]
-    if missing and not args.pretrain_missing:
-        raise InputError(f"no backbone checkpoint for source(s) {', '.join(missing)}: give --backbone SOURCE=CKPT, "
-                         "--backbones DIR, or --pretrain-missing")
-    if missing:
-        from neuroadda.config import default_config_dir, load_config
-        from neuroadda.workflows.pretrain import pretrain
-
-        cfg = load_config(args.pretrain_config or default_config_dir() / "pretrain.yaml")
-        root = Path(args.backbones or Path(out) / "backbones")
-        for s in missing:
-            print(f"pretraining a backbone for {s} ...")
-            backbones[s] = pretrain(s, cfg, root / safe_name(s), progress=not getattr(args, "quiet", False))
-    return backbones
+    return backbones_for(sources, args.backbone, args.backbones, pretrain_missing=args.pretrain_missing,
+                         pretrain_config=args.pretrain_config, out=out, progress=not getattr(args, "quiet", False))
 
 
 def add_logger_arg(p, default: str = "none") -> None:

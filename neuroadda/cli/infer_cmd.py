@@ -74,7 +74,7 @@ def run_predict(args) -> int:
             work_dir=args.work_dir, progress=not args.quiet)
         print(f"wrote affinities to {summary['out']} ({summary['blocks']} blocks)")
         return 0
-    from neuroadda.inference.predict import predict_volume
+    from neuroadda.workflows.predict import predict_volume
 
     out = predict_volume(args.checkpoint, args.input, args.out, voxel_size=args.voxel_size,
                          dtype="uint8" if args.uint8 else "float32", block_shape=args.block_shape,
@@ -98,7 +98,7 @@ def run_segment(args) -> int:
         print(f"wrote segmentation to {s['out']} (waterz threshold {s['threshold']:.3f}, {s['graph']['segments']} "
               f"segments from {s['graph']['fragments']} fragments in {s['blocks']} blocks)")
         return 0
-    from neuroadda.segmentation.pipeline import segment_zarr
+    from neuroadda.workflows.segment import segment_zarr
 
     out, threshold = segment_zarr(args.affinities, args.out, threshold=args.threshold,
                                   fragments=None if args.fragments == "waterz" else "watershed")

@@ -105,3 +105,24 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
 
 def _full(v: LabelledVolume) -> Box:
     return tuple(slice(0, n) for n in v.shape)
+
+
+def finetune_from_samples(target: str, samples: str | Path, backbone: str, cfg: AdaptConfig, out: str | Path, *,
+                          labels_dir: str | Path | None = None, label_zero: str | None = None,
+                          progress: bool = True) -> Path:
+    """``neuroadda finetune``: the samples of ``samples`` (samples.json), labels from ``labels_dir`` (what
+    annotators returned) or, without it, the target's own ground truth (oracle); ``backbone`` a checkpoint or
+    'scratch' (the architecture recorded in samples.json, fresh weights)."""
+    from neuroadda.active.annotations import sample_labels
+    from neuroadda.active.samples import check_target, load_samples
+    from neuroadda.data.volume import open_volume
+
+    rec = load_samples(samples)
+    vol = open_volume(target, labels_key="labels" if labels_dir is None else None, label_zero=label_zero)
+    check_target(rec, vol, str(samples))
+    scratch = backbone == "scratch"
+    init = rec.get("backbone") if scratch else backbone
+    if init is None:
+        raise InputError(f"{samples}: no 'backbone' recorded, so --backbone scratch has no architecture to copy")
+    labels = sample_labels(vol, rec["boxes"], [s["name"] for s in rec["samples"]], labels_dir=labels_dir)
+    return finetune(vol, rec["boxes"], labels, init, cfg, out, scratch=scratch, seed=cfg.seed, progress=progress)

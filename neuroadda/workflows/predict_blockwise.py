@@ -67,9 +67,9 @@ def predict_volume_blockwise(checkpoint: str | Path, input_spec: str, out: str |
                              workers: int = 1, cluster: str = "local", sbatch_args=(), voxel_size=None,
                              dtype: str = "float32", overlap: float = 0.25, device=None,
                              work_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Affinities of ``input_spec`` as :func:`neuroadda.inference.predict.predict_volume` computes them, with
+    """Affinities of ``input_spec`` as :func:`neuroadda.workflows.predict.predict_volume` computes them, with
     one daisy block per ``block_size`` core. Returns a summary (blocks, seconds and peak RSS per worker)."""
-    from neuroadda.inference.predict import prediction_input
+    from neuroadda.workflows.predict import prediction_input
     from neuroadda.report import finalize_zarr, tmp_path_for
 
     block = check_block_size(block_size)

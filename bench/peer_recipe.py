@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from neuroadda.config import TrainConfig  # noqa: E402
 from neuroadda.data.affinities import affinities_from_labels  # noqa: E402
 from neuroadda.data.cards import get_card  # noqa: E402
-from neuroadda.data.patches import split_regions  # noqa: E402
+from neuroadda.data.regions import split_regions  # noqa: E402
 from neuroadda.metrics.vi import evaluate_segmentation  # noqa: E402
 from neuroadda.segmentation.agglomerate import segmentations  # noqa: E402
 

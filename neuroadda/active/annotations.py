@@ -14,21 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from neuroadda.data.regions import Box, box_shape, format_box, normalize_box
 from neuroadda.errors import InputError
-
-Box = tuple[slice, slice, slice]
-
-
-def _norm_box(box: Box, shape=None) -> Box:
-    """Slices with explicit non-negative starts/stops (``shape`` resolves None/negative bounds)."""
-    if shape is not None:
-        return tuple(slice(*s.indices(int(n))[:2]) for s, n in zip(box, shape))
-    return tuple(slice(s.start or 0, s.stop) for s in box)
-
-
-def _fmt_box(box: Box) -> str:
-    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in box) + "]"
-
 
 def _attr_value(v: Any):
     """A value h5py can store as an attribute; dicts, None and non-numeric lists become JSON strings."""
@@ -77,7 +64,7 @@ def export_samples(raw, boxes: list[Box], out_dir, *, names: list[str], voxel_si
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for box, name in zip(boxes, names):
-        box = _norm_box(box, getattr(raw, "shape", None))
+        box = normalize_box(box, getattr(raw, "shape", None))
         arr = np.ascontiguousarray(raw.read(box))
         offset = np.asarray([s.start for s in box], dtype=np.int64)
         meta = {k: _attr_value(v) for k, v in (attrs or {}).items()}
@@ -172,8 +159,8 @@ def oracle_labels(vol, box: Box) -> np.ndarray:
     if vol.labels is None:
         raise InputError(f"{vol.name} has no labels: oracle mode needs ground truth; "
                          "give --labels DIR with annotations")
-    box = _norm_box(box, vol.labels.shape)
-    return _check_labels(vol.labels.read(box), f"{vol.labels.name} {_fmt_box(box)}")
+    box = normalize_box(box, vol.labels.shape)
+    return _check_labels(vol.labels.read(box), f"{vol.labels.name} {format_box(box)}")
 
 
 def sample_labels(vol, boxes: list[Box], names: list[str], labels_dir=None) -> list[np.ndarray]:
@@ -182,5 +169,5 @@ def sample_labels(vol, boxes: list[Box], names: list[str], labels_dir=None) -> l
         raise ValueError(f"got {len(boxes)} boxes but {len(names)} names")
     if labels_dir is None:
         return [oracle_labels(vol, box) for box in boxes]
-    shapes = [tuple(s.stop - s.start for s in _norm_box(box, vol.shape)) for box in boxes]
+    shapes = [box_shape(normalize_box(box, vol.shape)) for box in boxes]
     return [read_annotation(labels_dir, name, shape) for name, shape in zip(names, shapes)]

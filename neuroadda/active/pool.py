@@ -6,9 +6,7 @@ import itertools
 
 import numpy as np
 
-from neuroadda.data.patches import split_regions
-
-Box = tuple[slice, slice, slice]
+from neuroadda.data.regions import Box, box_shape, split_regions
 
 
 def candidate_pool(shape, candidate_size, *, holdout_fraction: float = 0.4,
@@ -16,7 +14,7 @@ def candidate_pool(shape, candidate_size, *, holdout_fraction: float = 0.4,
     """Split (z, y, x) ``shape`` into candidate boxes and a held-out evaluation slab.
 
     The holdout is the last ``holdout_fraction`` of ``holdout_axis`` (default: the longest axis, the first one
-    on ties, as :func:`neuroadda.data.patches.split_regions`). The rest is tiled from the origin into
+    on ties, as :func:`neuroadda.data.regions.split_regions`). The rest is tiled from the origin into
     non-overlapping boxes of ``candidate_size`` in C order (z slowest); partial tiles at the edges are dropped,
     so no candidate intersects the holdout. ``holdout_fraction`` = 0 gives an empty holdout slice at the end.
 
@@ -35,7 +33,7 @@ def candidate_pool(shape, candidate_size, *, holdout_fraction: float = 0.4,
         raise ValueError(f"holdout_axis must be 0, 1 or 2, got {holdout_axis}")
     train, held = split_regions(shape, holdout_fraction, axis)
     holdout = held if held is not None else tuple(slice(n, n) if i == axis else slice(0, n) for i, n in enumerate(shape))
-    avail = [s.stop - s.start for s in train]
+    avail = list(box_shape(train))
     starts = [range(0, a - c + 1, c) for a, c in zip(avail, size)]
     cands = [tuple(slice(o, o + c) for o, c in zip(origin, size)) for origin in itertools.product(*starts)]
     if not cands:

@@ -15,19 +15,12 @@ from neuroadda.active.pool import candidate_pool
 from neuroadda.active.strategies import NEEDS_EMBEDDINGS, select
 from neuroadda.active.uncertainty import embed_candidates, score_candidates
 from neuroadda.config import ActiveConfig
-from neuroadda.data.volume import Box, LabelledVolume
+from neuroadda.data.regions import Box, box_from_json, box_to_json
+from neuroadda.data.volume import LabelledVolume
 from neuroadda.errors import InputError
 from neuroadda.report import save_figure, write_json
 
 FORMAT = "neuroadda-samples-v1"
-
-
-def box_json(box: Box) -> list[list[int]]:
-    return [[int(s.start), int(s.stop)] for s in box]
-
-
-def box_from_json(rows) -> Box:
-    return tuple(slice(int(a), int(b)) for a, b in rows)
 
 
 def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: int, *, seed: int = 0,
@@ -42,8 +35,8 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
                                         holdout_axis=cfg.holdout_axis)
     except ValueError as e:
         raise InputError(f"{vol.name}: {e} (set active.candidate_size smaller)") from None
-    excluded = {tuple(map(tuple, box_json(b))) for b in exclude}
-    avail = [i for i, c in enumerate(cands) if tuple(map(tuple, box_json(c))) not in excluded]
+    excluded = {tuple(map(tuple, box_to_json(b))) for b in exclude}
+    avail = [i for i, c in enumerate(cands) if tuple(map(tuple, box_to_json(c))) not in excluded]
     if n < 1 or n > len(avail):
         raise InputError(f"cannot select {n} samples: the pool of {cfg.candidate_size} candidates has {len(avail)} "
                          f"left (target {vol.shape}, holdout fraction {cfg.holdout_fraction})")
@@ -56,14 +49,14 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
     samples = []
     for k, i in enumerate(picks):
         off = np.array([s.start for s in cands[i]])
-        samples.append({"name": f"sample_{start + k:02d}", "candidate": int(i), "box": box_json(cands[i]),
+        samples.append({"name": f"sample_{start + k:02d}", "candidate": int(i), "box": box_to_json(cands[i]),
                         "offset_voxels": off.tolist(), "offset_nm": (off * vs).tolist(),
                         "shape": list(cfg.candidate_size), "score": float(scores[i]),
                         "score_rank": int(order[avail.index(i)]), "n_available": len(avail)})
     return {"format": FORMAT, "target": vol.name, "voxel_size_nm": list(vol.voxel_size), "shape": list(vol.shape),
-            "candidate_size": list(cfg.candidate_size), "holdout": box_json(holdout), "strategy": cfg.strategy,
+            "candidate_size": list(cfg.candidate_size), "holdout": box_to_json(holdout), "strategy": cfg.strategy,
             "uncertainty": cfg.uncertainty, "seed": int(seed), "n": int(n), "median_score": float(np.median(scores[avail])),
-            "candidates": [box_json(c) for c in cands], "scores": [float(s) for s in scores], "samples": samples}
+            "candidates": [box_to_json(c) for c in cands], "scores": [float(s) for s in scores], "samples": samples}
 
 
 def write_samples(record: dict, out_dir: str | Path, vol: LabelledVolume, *, export: bool = True) -> Path:

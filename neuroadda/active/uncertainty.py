@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from neuroadda.selection.embed import pool_features
+from neuroadda.data.regions import box_shape
 
 METHODS = ("entropy", "tta", "mc_dropout")
 _EPS = 1e-6
@@ -42,7 +43,7 @@ def _padded_inputs(vol_raw, boxes, normalizer, stride) -> tuple[torch.Tensor, tu
             mode = "reflect" if min(a.shape) > 1 else "edge"  # numpy's reflect needs >= 2 voxels per axis
             a = np.pad(a, pad, mode=mode)
         arrs.append(a)
-    shape = tuple(s.stop - s.start for s in boxes[0])
+    shape = box_shape(boxes[0])
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrs)[:, None])), shape
 
 
@@ -50,7 +51,7 @@ def _groups(candidates, batch_size: int):
     """Batches of indices whose boxes share a shape (so they stack), in candidate order within each shape."""
     by_shape: dict[tuple, list[int]] = {}
     for i, box in enumerate(candidates):
-        by_shape.setdefault(tuple(s.stop - s.start for s in box), []).append(i)
+        by_shape.setdefault(box_shape(box), []).append(i)
     for idx in by_shape.values():
         for k in range(0, len(idx), batch_size):
             yield idx[k:k + batch_size]

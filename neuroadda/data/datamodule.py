@@ -7,7 +7,8 @@ from torch.utils.data import DataLoader
 
 from neuroadda.data.affinities import OFFSETS
 from neuroadda.data.normalize import fit_normalizer
-from neuroadda.data.patches import PatchDataset, build_augment, collate, split_regions
+from neuroadda.data.patches import PatchDataset, build_augment, collate
+from neuroadda.data.regions import box_shape, full_box, split_regions
 from neuroadda.data.volume import LabelledVolume, check_patch_fits
 from neuroadda.errors import InputError
 
@@ -33,8 +34,8 @@ class AffinityDataModule(pl.LightningDataModule):
         self.patch = tuple(data_cfg.patch_size)
         check_patch_fits(vol, self.patch)
         train_box, val_box = split_regions(vol.shape, data_cfg.val_fraction) if box is None else (box, None)
-        if val_box is not None and any(p > s.stop - s.start for p, s in zip(self.patch, train_box)):
-            train_box, val_box = tuple(slice(0, n) for n in vol.shape), None  # too small to split: no validation
+        if val_box is not None and any(p > n for p, n in zip(self.patch, box_shape(train_box))):
+            train_box, val_box = full_box(vol.shape), None  # too small to split: no validation
         check_patch_fits(vol, self.patch, train_box)
         self.train_box, self.val_box = train_box, val_box
         self.normalizer = fit_normalizer(vol.raw, data_cfg.normalization, seed=seed)
@@ -57,7 +58,7 @@ class AffinityDataModule(pl.LightningDataModule):
     def val_dataloader(self):
         if self.val_box is None or self.train_cfg.val_patches == 0:
             return []
-        if any(p > s.stop - s.start for p, s in zip(self.patch, self.val_box)):
+        if any(p > n for p, n in zip(self.patch, box_shape(self.val_box))):
             return []
         ds = PatchDataset(self.vol, self.val_box, self.patch, self.normalizer,
                           length=self.train_cfg.val_patches, seed=10_000 + self.seed, offsets=self.offsets)

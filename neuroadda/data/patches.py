@@ -11,24 +11,11 @@ from monai.transforms import (Compose, RandFlipd, RandGaussianNoised, RandGaussi
                               RandScaleIntensityd, RandShiftIntensityd)
 
 from neuroadda.data.affinities import OFFSETS, affinities_from_labels
-from neuroadda.data.volume import Box, LabelledVolume
+from neuroadda.data.regions import Box, full_box
+from neuroadda.data.volume import LabelledVolume
 from neuroadda.errors import InputError
 
 KEYS = ("image", "label")
-
-
-def split_regions(shape, val_fraction: float, axis: int | None = None) -> tuple[Box, Box | None]:
-    """Split (z, y, x) ``shape`` into a training box and a held-out slab: the last ``val_fraction`` of ``axis``
-    (default: the longest axis, the first on ties); a positive fraction holds out at least one plane.
-    ``val_fraction`` = 0 gives no held-out box."""
-    full = tuple(slice(0, n) for n in shape)
-    if val_fraction <= 0:
-        return full, None
-    axis = int(np.argmax(shape)) if axis is None else int(axis)
-    cut = min(int(round(shape[axis] * (1 - val_fraction))), shape[axis] - 1)
-    train, val = list(full), list(full)
-    train[axis], val[axis] = slice(0, cut), slice(cut, shape[axis])
-    return tuple(train), tuple(val)
 
 
 def build_augment(cfg, patch_size) -> Compose | None:
@@ -171,15 +158,6 @@ def check_target_edges(ds, name: str, *, label_zero: str, n: int = 16, min_fract
     return pos, neg
 
 
-def grid_origins(box: Box, patch_size, n: int, seed: int) -> list[tuple[int, int, int]]:
-    """``n`` random patch origins (z, y, x) inside ``box``, a deterministic function of ``seed``."""
-    rng = np.random.default_rng(seed)
-    for b, p in zip(box, patch_size):
-        if b.stop - b.start < p:
-            raise ValueError(f"patch {tuple(patch_size)} does not fit in region {[(s.start, s.stop) for s in box]}")
-    return [tuple(int(rng.integers(b.start, b.stop - p + 1)) for b, p in zip(box, patch_size)) for _ in range(n)]
-
-
 class RawPatchDataset(torch.utils.data.Dataset):
     """Normalized raw patches (1, z, y, x) float32 at fixed origins (no labels, no augmentation)."""
 
@@ -204,7 +182,7 @@ class SamplesPatchDataset(torch.utils.data.Dataset):
                  augment: Compose | None = None, offset: int = 0, offsets=OFFSETS):
         if not samples:
             raise ValueError("no labelled samples to train on")
-        self.parts = [PatchDataset(v, tuple(slice(0, n) for n in v.shape), patch_size, normalizer, length=length,
+        self.parts = [PatchDataset(v, full_box(v.shape), patch_size, normalizer, length=length,
                                    seed=seed + 7919 * k, augment=augment, offsets=offsets)
                       for k, v in enumerate(samples)]
         self.length, self.seed, self.offset = int(length), int(seed), int(offset)

@@ -18,7 +18,7 @@ from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card
 from neuroadda.data.io import open_array, split_spec
 from neuroadda.errors import InputError
 
-Box = tuple[slice, slice, slice]
+from neuroadda.data.regions import Box, box_shape
 _VOXEL_ATTRS = ("resolution_nm", "voxel_size_nm", "voxel_size", "resolution")
 LABEL_ZERO = {"boundary": "boundary", "unlabelled": "unlabelled", "unlabeled": "unlabelled"}
 
@@ -75,7 +75,7 @@ class Volume:
         box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, self.shape))
         if not self.resampled:
             return np.asarray(self.array[box])
-        out_shape = tuple(s.stop - s.start for s in box)
+        out_shape = box_shape(box)
         src = tuple(slice(int(np.floor(s.start / f)), min(n, max(int(np.ceil(s.stop / f)), int(np.floor(s.start / f)) + 1)))
                     for s, f, n in zip(box, self.scale, self.stored_shape))
         block = np.asarray(self.array[src])
@@ -244,7 +244,7 @@ def _assemble(name, raw_arr, raw_name, lab_arr, lab_name, vs, kind, zero, card, 
 
 def check_patch_fits(vol: LabelledVolume, patch_size, box: Box | None = None) -> None:
     """Raise InputError if ``patch_size`` (z, y, x) is larger than the volume (or ``box``)."""
-    shape = vol.shape if box is None else tuple(s.stop - s.start for s in box)
+    shape = vol.shape if box is None else box_shape(box)
     if any(p > n for p, n in zip(patch_size, shape)):
         where = "volume" if box is None else "training region"
         raise InputError(f"{vol.raw.name}: patch {tuple(patch_size)} is larger than the {where} {tuple(shape)} "

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from neuroadda.errors import InputError
 from neuroadda.report import finalize_zarr, tmp_path_for  # noqa: F401  (their old home: re-exported)
+from neuroadda.data.regions import box_shape
 
 # default cap on the voxels read per block (core + window margins): ~24 B/voxel -> ~0.4 GB at 2**24
 MAX_BLOCK_VOXELS = 2**24
@@ -205,10 +206,10 @@ def predict_block(model: torch.nn.Module, volume: Any, out: Any, ranges: Sequenc
             x, roi, sw_batch_size, model, overlap=overlap, mode=mode, sw_device=device, device=device
         )
     del x
-    if logits.shape[1] != out_channels or tuple(logits.shape[2:]) != tuple(s.stop - s.start for s in read):
+    if logits.shape[1] != out_channels or tuple(logits.shape[2:]) != box_shape(read):
         raise PredictionInputError(
             f"model output shape {tuple(logits.shape)} does not match (1, {out_channels}) + "
-            f"{tuple(s.stop - s.start for s in read)}"
+            f"{box_shape(read)}"
         )
     core = tuple(slice(a - r0, b - r0) for a, b, r0, _ in ranges)
     probs = logits[(0, slice(None)) + core]

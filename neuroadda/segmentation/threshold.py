@@ -62,24 +62,14 @@ def threshold_table(net, regions, normalizer, thresholds, roi_size, *, labels_ki
     return best["threshold"], table
 
 
-def grow_box(box, min_shape, shape):
-    """The smallest box holding ``box`` that is at least ``min_shape`` (z, y, x) wide on every axis where the
-    volume ``shape`` allows, grown about its centre and shifted to stay inside the volume."""
-    out = []
-    for s, m, n in zip(box, min_shape, shape):
-        size = min(max(s.stop - s.start, int(m)), int(n))
-        start = s.start - (size - (s.stop - s.start)) // 2
-        start = min(max(0, start), n - size)
-        out.append(slice(start, start + size))
-    return tuple(out)
-
-
 def validation_region(vol, box, patch):
     """(raw, gt) for choosing a threshold on ``box`` of the labelled ``vol``, predicted as inference predicts.
 
     The prediction covers ``box`` grown to at least one ``patch`` per axis (real image context instead of
     padding), and the segmentation is made on that grown region; ground truth outside ``box`` is set to 0
     (ignored by VI), so only ``box`` is scored. Returns raw (z, y, x), gt (z, y, x) and the grown box."""
+    from neuroadda.data.regions import grow_box
+
     ctx = grow_box(box, patch, vol.shape)
     raw, gt = vol.raw.read(ctx), np.array(vol.labels.read(ctx))
     keep = np.zeros(gt.shape, bool)

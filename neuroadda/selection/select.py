@@ -16,7 +16,7 @@ import numpy as np
 
 from neuroadda.data.io import short_name
 from neuroadda.data.normalize import fit_normalizer
-from neuroadda.data.patches import grid_origins
+from neuroadda.data.regions import full_box, random_origins
 from neuroadda.data.volume import check_patch_fits, open_volume
 from neuroadda.errors import InputError
 from neuroadda.report import save_figure, write_json
@@ -85,7 +85,7 @@ def embed_volume(net, meta: dict, vol, patch, settings: EmbedSettings, *, seed: 
     from neuroadda.selection.embed import embed_patches
 
     check_patch_fits(vol, patch)
-    origins = grid_origins(tuple(slice(0, n) for n in vol.shape), patch, settings.n_patches, seed)
+    origins = random_origins(full_box(vol.shape), patch, settings.n_patches, seed)
     norm = fit_normalizer(vol.raw, settings.normalization or meta.get("normalization", "zscore"))
     return embed_patches(net, vol, origins, patch, norm, pooling=settings.pooling, levels=settings.levels,
                          progress=progress, desc=f"embed {vol.name}")
@@ -95,7 +95,7 @@ def split_by_position(x: np.ndarray, shape, patch, settings: EmbedSettings) -> t
     """Split the target's embeddings (rows of ``x``, drawn by :func:`embed_volume` with ``settings.seed``) into
     the patches in the first and the second half of the target's longest axis. MMD² between the halves is
     the target's own spatial heterogeneity: a source closer than that is indistinguishable from the target."""
-    origins = np.array(grid_origins(tuple(slice(0, n) for n in shape), patch, settings.n_patches, settings.seed))
+    origins = np.array(random_origins(full_box(shape), patch, settings.n_patches, settings.seed))
     axis = int(np.argmax(shape))
     first = origins[:, axis] + patch[axis] / 2 < shape[axis] / 2
     if first.sum() < 2 or (~first).sum() < 2:

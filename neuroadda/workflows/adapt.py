@@ -18,6 +18,7 @@ import numpy as np
 
 from neuroadda.active.report import plot_heldout
 from neuroadda.config import AdaptConfig
+from neuroadda.data.regions import box_shape, box_to_json
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
 
@@ -95,7 +96,7 @@ def evaluate_heldout(ckpt: Path, held: HeldOut, normalizer, out: Path, *, thresh
         print(f"warning: {ckpt} recorded learned: false (its calibration VI was not clearly below one segment)",
               flush=True)
     return write_json(out, {**scores, "threshold": t, "checkpoint": str(ckpt),
-                            "region": [[s.start, s.stop] for s in held.box],
+                            "region": box_to_json(held.box),
                             "threshold_from": bb.threshold_region["what"], "learned": bb.learned})
 
 
@@ -120,7 +121,7 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
                          "and this volume has none; for new data use select-samples, annotate, then finetune")
     _, holdout = candidate_pool(vol.shape, cfg.active.candidate_size, holdout_fraction=cfg.active.holdout_fraction,
                                 holdout_axis=cfg.active.holdout_axis)
-    if any(s.stop - s.start < 1 for s in holdout):
+    if min(box_shape(holdout)) < 1:
         raise InputError("active.holdout_fraction is 0: adapt needs a held-out region to evaluate on")
     check_settings(out, {"target": target, "backbones": {s: str(p) for s, p in backbones.items()}, "n": n,
                          "seeds": list(seeds), "rounds": rounds, "all_sources": all_sources, "label_zero": label_zero,

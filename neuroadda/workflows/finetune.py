@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 
 from neuroadda.config import AdaptConfig
 from neuroadda.data.patches import SamplesPatchDataset, build_augment, check_target_edges, collate
-from neuroadda.data.volume import Box, LabelledVolume, Volume
+from neuroadda.data.regions import Box, box_to_json, full_box
+from neuroadda.data.volume import LabelledVolume, Volume
 from neuroadda.errors import InputError
 from neuroadda.models.checkpoint import load_backbone
 from neuroadda.training import resume
@@ -90,21 +91,17 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
                                  "checksums": card_checksums(card)})
     trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger, norm=meta["net"].get("norm", "instance"))
     resumed = resume.fit(trainer, module, out_dir, train_dataloaders=loader)
-    regions = [(v.raw.read(_full(v)), v.labels.read(_full(v))) for v in val]
+    regions = [(v.raw.read(full_box(v.shape)), v.labels.read(full_box(v.shape))) for v in val]
     meta = {
         "kind": "scratch" if scratch else "finetuned", "source": meta.get("source"),
         "init": "scratch" if scratch else str(backbone), "target": target.name, "card": card,
         "config": cfg.model_dump(mode="json"), "seed": seed, "voxel_size": list(target.voxel_size),
         "patch_size": list(patch), "normalization": bb.normalization, "labels_kind": target.labels_kind,
         "threshold_region": {"what": "validation samples" if n_val else "training samples", "box": None},
-        "samples": [[[s.start, s.stop] for s in b] for b in boxes], "n_train": len(train), "n_val": n_val,
+        "samples": [box_to_json(b) for b in boxes], "n_train": len(train), "n_val": n_val,
         "resumed_from_step": resumed}
     return finish_training(trainer, module, out_dir, regions=regions, normalizer=normalizer, thresholds=fc.thresholds,
                            patch=patch, labels_kind=target.labels_kind, meta=meta, logger=logger)
-
-
-def _full(v: LabelledVolume) -> Box:
-    return tuple(slice(0, n) for n in v.shape)
 
 
 def finetune_from_samples(target: str, samples: str | Path, backbone: str, cfg: AdaptConfig, out: str | Path, *,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 
 from neuroadda.config import PretrainConfig
 from neuroadda.data.datamodule import AffinityDataModule
 from neuroadda.data.patches import check_target_edges
-from neuroadda.data.volume import Box, open_volume
+from neuroadda.data.regions import box_to_json, cap_box
+from neuroadda.data.volume import open_volume
 from neuroadda.errors import InputError
 from neuroadda.models.unet import build_unet
 from neuroadda.segmentation.threshold import validation_region
@@ -65,19 +65,9 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
         "voxel_size": list(vol.voxel_size), "patch_size": list(cfg.data.patch_size),
         "normalization": cfg.data.normalization, "labels_kind": vol.labels_kind,
         "threshold_region": {"what": "validation slab" if dm.val_box is not None else "training volume",
-                             "box": [[s.start, s.stop] for s in box],
-                             "predicted": [[s.start, s.stop] for s in context]},
+                             "box": box_to_json(box), "predicted": box_to_json(context)},
         "resumed_from_step": resumed, "train_seconds": round(clock[0], 2), "train_cpu_seconds": round(clock[1], 2)}
     return finish_training(trainer, module, out_dir, regions=[(box_raw, box_gt)], normalizer=dm.normalizer,
                            thresholds=cfg.train.thresholds, patch=cfg.data.patch_size, labels_kind=vol.labels_kind,
                            meta=meta, logger=logger, progress=progress)
 
-
-def cap_box(box: Box, max_voxels: int) -> Box:
-    """Shrink ``box`` symmetrically (largest axis first) until it holds at most ``max_voxels``."""
-    sizes = [s.stop - s.start for s in box]
-    while int(np.prod(sizes)) > max_voxels:
-        i = int(np.argmax(sizes))
-        sizes[i] = max(1, int(sizes[i] * 0.9))
-    starts = [s.start + ((s.stop - s.start) - n) // 2 for s, n in zip(box, sizes)]
-    return tuple(slice(a, a + n) for a, n in zip(starts, sizes))

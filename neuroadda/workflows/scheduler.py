@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuroadda.errors import InputError, NeuroAddaError
+from neuroadda.data import regions
 
 CLUSTERS = ("local", "slurm")
 
@@ -44,7 +45,7 @@ class BlockInfo:
 
     @property
     def box_shape(self) -> tuple[int, int, int]:
-        return tuple(s.stop - s.start for s in self.box)  # type: ignore[return-value]
+        return regions.box_shape(self.box)
 
 
 @dataclass(frozen=True)

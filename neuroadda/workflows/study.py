@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from neuroadda.config import AdaptConfig, PretrainConfig, StudyTarget, TransferStudyConfig, default_config_dir, load_config
+from neuroadda.data.regions import box_from_json, box_to_json
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
 from neuroadda.selection.estimators import needs_labels
@@ -194,7 +195,7 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
         if el.n is not None:
             vol = target_data(cfg, el.target)[0]
             rec = json.loads(run_element(cfg, Element("samples", el.target, None, el.n, el.seed)).read_text())
-            labelled = tuple((vol.raw.read(b), vol.labels.read(b)) for b in map(_box, rec["boxes"]))
+            labelled = tuple((vol.raw.read(b), vol.labels.read(b)) for b in map(box_from_json, rec["boxes"]))
         if el.source.startswith(GATE):  # compat+NAME from the stored NAME and compat results (no recomputation)
             base, comp = (json.loads(run_element(cfg, Element("estimator", el.target, name, el.n, el.seed)
                                                  if needs_labels(name) else Element("estimator", el.target, name),
@@ -218,16 +219,10 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
     return out
 
 
-def _box(rows):
-    from neuroadda.active.samples import box_from_json
-
-    return box_from_json(rows)
-
-
 def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = False) -> dict:
     """The sample set of (target, n, seed): chosen without any source model for the shared factor, by the
     source's backbone (median uncertainty) for the median-uncertainty factor."""
-    from neuroadda.active.samples import box_json, select_samples
+    from neuroadda.active.samples import select_samples
     from neuroadda.active.strategies import select
 
     vol, norm, cands, holdout = target_data(cfg, el.target)
@@ -245,14 +240,14 @@ def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = Fals
                              progress=progress)
         boxes = [s["box"] for s in rec["samples"]]
     elif cfg.sampling == "random":
-        boxes = [box_json(cands[i]) for i in select("random", np.zeros(len(cands)), el.n, seed=el.seed)]
+        boxes = [box_to_json(cands[i]) for i in select("random", np.zeros(len(cands)), el.n, seed=el.seed)]
     else:
         feats = np.stack([_intensity_features(vol.raw.read(c), norm) for c in cands])
-        boxes = [box_json(cands[i]) for i in select("k-center", np.zeros(len(cands)), el.n, embeddings=feats,
+        boxes = [box_to_json(cands[i]) for i in select("k-center", np.zeros(len(cands)), el.n, embeddings=feats,
                                                      seed=el.seed)]
     return {"target": el.target, "n": el.n, "seed": el.seed, "factor": el.factor, "source": el.source,
             "sampling": cfg.sampling if el.factor == "shared" else "median-uncertainty",
-            "voxel_size_nm": list(vol.voxel_size), "holdout": box_json(holdout), "boxes": boxes}
+            "voxel_size_nm": list(vol.voxel_size), "holdout": box_to_json(holdout), "boxes": boxes}
 
 
 def _intensity_features(raw: np.ndarray, norm) -> np.ndarray:
@@ -282,7 +277,6 @@ def scratch_init(cfg: TransferStudyConfig, target: str) -> Path:
 def _finetune(cfg: TransferStudyConfig, el: Element, out: Path, *, progress: bool) -> None:
     from neuroadda.workflows.adapt import evaluate_heldout
     from neuroadda.active.annotations import sample_labels
-    from neuroadda.active.samples import box_from_json
     from neuroadda.workflows.finetune import finetune
 
     vol, norm, _, _ = target_data(cfg, el.target)

@@ -4,8 +4,8 @@ import torch
 from neuroadda.config import AugmentConfig
 from neuroadda.data.affinities import affinities_from_labels
 from neuroadda.data.normalize import fit_normalizer
-from neuroadda.data.patches import (PatchDataset, build_augment, collate, injective_int64, relabel_consecutive,
-                                     split_regions)
+from neuroadda.data.patches import PatchDataset, build_augment, collate, injective_int64, relabel_consecutive
+from neuroadda.data.regions import split_regions
 from neuroadda.data.volume import open_volume
 
 

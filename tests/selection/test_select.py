@@ -165,12 +165,12 @@ def test_pretrain_missing_trains_backbones_then_ranks(tmp_path, capsys):
 
 
 def test_split_by_position_separates_halves_of_the_longest_axis():
-    from neuroadda.data.patches import grid_origins
+    from neuroadda.data.regions import full_box, random_origins
     from neuroadda.selection.select import EmbedSettings, split_by_position
 
     settings = EmbedSettings(n_patches=40, seed=4)
     shape, patch = (20, 100, 30), (4, 10, 10)
-    origins = np.array(grid_origins(tuple(slice(0, n) for n in shape), patch, 40, 4), float)
+    origins = np.array(random_origins(full_box(shape), patch, 40, 4), float)
     a, b = split_by_position(origins, shape, patch, settings)  # rows = the origins themselves
     assert len(a) + len(b) == 40 and (a[:, 1] + 5 < 50).all() and (b[:, 1] + 5 >= 50).all()
 

@@ -11,7 +11,8 @@ from neuroadda.data.patches import PatchDataset, check_target_edges, target_edge
 from neuroadda.data.normalize import Normalizer
 from neuroadda.data.volume import open_volume, parse_label_zero
 from neuroadda.errors import InputError
-from neuroadda.segmentation.threshold import calibrate, grow_box, table_warning, validation_region
+from neuroadda.data.regions import grow_box
+from neuroadda.segmentation.threshold import calibrate, table_warning, validation_region
 from tests.conftest import blob_labels, raw_from_labels
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from neuroadda.data.regions import full_box
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 VOXELS_PER_CLASS = 500
@@ -92,7 +93,7 @@ def logme_estimator(ctx, progress: bool = False) -> dict:
         per_channel = [[], [], []]
         for raw, gt in ctx.labelled:
             x = torch.from_numpy(_padded(norm(raw), net.total_stride)[None, None])
-            feats = decoder_features(net.eval(), x)[0].numpy()[(slice(None),) + tuple(slice(0, n) for n in raw.shape)]
+            feats = decoder_features(net.eval(), x)[0].numpy()[(slice(None),) + full_box(raw.shape)]
             affs, mask = affinities_from_labels(np.asarray(gt, np.int64), labels_kind=kind)
             for c, (f, y) in enumerate(_voxels(feats, affs, mask, rng)):
                 if len(np.unique(y)) == 2:

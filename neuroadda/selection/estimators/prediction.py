@@ -56,12 +56,12 @@ def compatibility(meta: dict, target_voxel_size) -> dict:
 
 def _target_patches(ctx, net, meta, vol):
     """(normalised?) raw patches (z, y, x) of the target for one backbone: its patch fitted to the volume."""
-    from neuroadda.data.patches import grid_origins
+    from neuroadda.data.regions import full_box, patch_boxes, random_origins
     from neuroadda.selection.select import fitting_patch
 
     patch = fitting_patch(tuple(meta["patch_size"]), [vol.shape], [net.total_stride])
-    origins = grid_origins(tuple(slice(0, n) for n in vol.shape), patch, N_PATCHES, ctx.seed)
-    return [vol.raw.read(tuple(slice(o, o + p) for o, p in zip(org, patch))) for org in origins], patch
+    origins = random_origins(full_box(vol.shape), patch, N_PATCHES, ctx.seed)
+    return [vol.raw.read(b) for b in patch_boxes(origins, patch)], patch
 
 
 def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: bool = False) -> torch.Tensor:

@@ -194,12 +194,19 @@ class ExperimentConfig(_Strict):
 
 
 def default_config_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "configs"
+    """The shipped ``configs/`` (inside the installed package, or the checkout's)."""
+    from neuroadda.paths import configs_dir
+
+    return configs_dir()
 
 
 def load_config(path: str | Path | None, schema: type[BaseModel] = PretrainConfig, overrides: dict | None = None):
-    """Load YAML ``path`` (None = schema defaults), apply dotted ``overrides`` ({"train.max_steps": 5}), validate."""
+    """Load YAML ``path`` (None = schema defaults), apply dotted ``overrides`` ({"train.max_steps": 5}), validate.
+    A relative ``path`` that does not exist here but names a shipped config (``configs/adapt.yaml``) is that one."""
+    from neuroadda.paths import shipped_file
+
     data: dict = {}
+    path = None if path is None else shipped_file(path)
     where = "defaults" if path is None else str(path)
     if path is not None:
         data = read_yaml_mapping(path, "config file")

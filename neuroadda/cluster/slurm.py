@@ -24,7 +24,9 @@ _SAFE = re.compile(r"^[A-Za-z0-9._,:=-]+$")
 
 
 def template_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "slurm"
+    from neuroadda.paths import templates_dir
+
+    return templates_dir()
 
 
 def absolute(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -171,7 +171,11 @@ class ExperimentConfig(_Strict):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9._-]+$")
     targets: list[str] = Field(min_length=1)
     sources: list[str] = Field(min_length=1)
-    backbones: str | None = Field(None, description="folder with <source>/model.pt")
+    backbones: str | None = Field(None, description="folder with <source>/model.pt (default OUT/backbones); "
+                                                     "missing ones are pretrained first")
+    pretrain_config: str | None = Field(None, description="pretrain config for missing backbones "
+                                                          "(default configs/pretrain.yaml)")
+    pretrain_configs: dict[str, str] = Field({}, description="per-source pretrain config, e.g. ssTEM sources")
     budgets: list[int] = Field([4], min_length=1)
     strategies: list[str] = Field(["median-uncertainty"], min_length=1)
     seeds: int = Field(3, ge=1)

@@ -90,6 +90,20 @@ def _heldout(vol, box):
     return _HELD[key]
 
 
+def check_inputs(vol, holdout, backbones: dict[str, Path]) -> None:
+    """What adapt reads later, checked up front: the target's labels (at least two objects, and an object in the
+    held-out region to score), every source volume and every backbone checkpoint."""
+    from neuroadda.data.checks import require_objects
+    from neuroadda.data.volume import open_volume
+    from neuroadda.training.checkpoint import load_backbone
+
+    require_objects(vol.labels, vol.labels.name)
+    require_objects(vol.labels, vol.labels.name, holdout, minimum=1, what="labels of the held-out region")
+    for source, ckpt in backbones.items():
+        open_volume(source, labels_key=None)
+        load_backbone(ckpt)
+
+
 def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | Path, *, n: int,
           seeds: list[int], rounds: int = 1, all_sources: bool = False, progress: bool = True,
           echo=partial(print, flush=True)) -> dict:
@@ -114,6 +128,11 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     if vol.labels is None:
         raise InputError(f"{target}: adapt scores the held-out region against the target's labels (oracle mode), "
                          "and this volume has none; for new data use select-samples, annotate, then finetune")
+    _, holdout = candidate_pool(vol.shape, cfg.active.candidate_size, holdout_fraction=cfg.active.holdout_fraction,
+                                holdout_axis=cfg.active.holdout_axis)
+    if any(s.stop - s.start < 1 for s in holdout):
+        raise InputError("active.holdout_fraction is 0: adapt needs a held-out region to evaluate on")
+    check_inputs(vol, holdout, backbones)  # before anything is written
     check_settings(out, {"target": target, "backbones": {s: str(p) for s, p in backbones.items()}, "n": n,
                          "seeds": list(seeds), "rounds": rounds, "all_sources": all_sources,
                          "config": cfg.model_dump(mode="json")})
@@ -128,10 +147,6 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     ckpt = Path(backbones[best])
     net, meta = load_backbone(ckpt)
     normalizer = fit_normalizer(vol.raw, meta.get("normalization", "zscore"))
-    _, holdout = candidate_pool(vol.shape, cfg.active.candidate_size, holdout_fraction=cfg.active.holdout_fraction,
-                                holdout_axis=cfg.active.holdout_axis)
-    if any(s.stop - s.start < 1 for s in holdout):
-        raise InputError("active.holdout_fraction is 0: adapt needs a held-out region to evaluate on")
     steps.run(f"zero-shot {best} on the held-out region", out / "zero_shot" / "eval.json",
               partial(evaluate_heldout, ckpt, vol, holdout, normalizer, out / "zero_shot" / "eval.json"))
 

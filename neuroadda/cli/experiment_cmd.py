@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from neuroadda.cli.common import nonneg_int
+
 
 def _load(args):
     from neuroadda.config import ExperimentConfig, load_config
@@ -32,7 +34,7 @@ def register(sub) -> None:
 
     t = sub.add_parser("run-task", help="run one task of a tasks file (what a SLURM array element calls)")
     t.add_argument("--tasks", required=True, help="OUT/slurm/<target>.tasks.json")
-    t.add_argument("--index", type=int, required=True, help="task index ($SLURM_ARRAY_TASK_ID)")
+    t.add_argument("--index", type=nonneg_int, required=True, help="task index ($SLURM_ARRAY_TASK_ID)")
     t.set_defaults(func=lambda a: __import__("neuroadda.cluster.grid", fromlist=["run_task"]).run_task(a.tasks, a.index))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroadda.cli.common import add_backbone_args, add_logger_arg, backbones_from_args, track_run
+from neuroadda.cli.common import (add_backbone_args, add_logger_arg, at_least_4, backbones_from_args, nonneg_int,
+                                  positive_float, track_run)
 
 
 def register(sub) -> None:
@@ -16,13 +17,13 @@ def register(sub) -> None:
     p.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] (unlabelled is fine)")
     p.add_argument("--sources", nargs="+", required=True, help="candidate source dataset names or PATH[:KEY]")
     add_backbone_args(p)
-    p.add_argument("--patches", type=int, default=256, help="patches per volume (default: %(default)s)")
-    p.add_argument("--permutations", type=int, default=1000, help="permutations for p-values (default: %(default)s)")
+    p.add_argument("--patches", type=at_least_4, default=256, help="patches per volume (default: %(default)s)")
+    p.add_argument("--permutations", type=nonneg_int, default=1000, help="permutations for p-values (default: %(default)s)")
     p.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean",
                    help="global pooling of the bottleneck activations (default: %(default)s)")
     p.add_argument("--space", default="standardize",
                    help="per-backbone normalization: standardize | pca:K | none (default: %(default)s)")
-    p.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("Z", "Y", "X"),
+    p.add_argument("--voxel-size", nargs=3, type=positive_float, default=None, metavar=("Z", "Y", "X"),
                    help="common voxel size in nm for all volumes (default: the target's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/select", help="output folder (default: %(default)s)")
@@ -33,11 +34,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from neuroadda.cli.common import table
-    from neuroadda.errors import InputError
     from neuroadda.selection.select import EmbedSettings, rank_sources, safe_name, write_selection
 
-    if args.patches < 4:
-        raise InputError(f"--patches must be at least 4, got {args.patches}")
     backbones = backbones_from_args(args, args.sources, args.out)
     settings = EmbedSettings(n_patches=args.patches, seed=args.seed, pooling=args.pooling, space=args.space,
                              voxel_size=tuple(args.voxel_size) if args.voxel_size else None)
@@ -62,9 +60,9 @@ def register_analysis(sub) -> None:
                                    "and a UPGMA dendrogram.")
     m.add_argument("--datasets", nargs="+", required=True, help="dataset names or PATH[:KEY]")
     m.add_argument("--encoder", required=True, help="backbone checkpoint whose encoder embeds every dataset")
-    m.add_argument("--patches", type=int, default=256)
+    m.add_argument("--patches", type=at_least_4, default=256)
     m.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean")
-    m.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("Z", "Y", "X"),
+    m.add_argument("--voxel-size", nargs=3, type=positive_float, default=None, metavar=("Z", "Y", "X"),
                    help="common voxel size in nm (default: the encoder's training voxel size)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", default="runs/mmd_matrix")
@@ -73,7 +71,7 @@ def register_analysis(sub) -> None:
     p = sub.add_parser("phylogeny", help="correlate dataset MMD² with species divergence (Mantel test)")
     p.add_argument("--matrix", required=True, help="mmd_matrix.json from 'neuroadda mmd-matrix'")
     p.add_argument("--tree", default=None, help="species tree YAML (default datasets/phylogeny.yaml)")
-    p.add_argument("--permutations", type=int, default=9999)
+    p.add_argument("--permutations", type=nonneg_int, default=9999)
     p.add_argument("--out", default=None, help="output folder (default: the matrix's folder)")
     p.set_defaults(func=run_phylogeny)
 

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from neuroadda.config import AdaptConfig
+from neuroadda.data.checks import require_sample_objects
 from neuroadda.data.patches import SamplesPatchDataset, build_augment, collate
 from neuroadda.data.volume import Box, LabelledVolume, Volume
 from neuroadda.errors import InputError
@@ -67,6 +68,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     if not boxes:
         raise InputError("no samples to fine-tune on")
     init, meta = load_backbone(backbone)
+    require_sample_objects(labels, [f"{target.name}[sample {k}]" for k in range(len(labels))])
     n_val = fc.val_samples if 0 < fc.val_samples < len(boxes) else 0
     samples = sample_volumes(target, boxes, labels)
     train, val = samples[:len(samples) - n_val], samples[len(samples) - n_val:] or samples

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from neuroadda.config import PretrainConfig, TrainConfig
+from neuroadda.data.checks import require_objects
 from neuroadda.data.datamodule import AffinityDataModule
 from neuroadda.data.volume import Box, open_volume
 from neuroadda.errors import InputError
@@ -59,16 +60,19 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
              voxel_size=None, progress: bool = True) -> Path:
     """Train on ``source`` (dataset name or PATH[:KEY]) and write ``out_dir/model.pt``; returns its path."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     vol = open_volume(source, labels=labels, require_labels=True, voxel_size=voxel_size,
                       resample_to=cfg.data.voxel_size)
+    require_objects(vol.labels, vol.labels.name)  # before any work: nothing to learn from 0 or 1 object
     net = build_unet(cfg.model, vol.voxel_size)
     stride = net.total_stride
     if any(p % s for p, s in zip(cfg.data.patch_size, stride)):
         raise InputError(f"data.patch_size {tuple(cfg.data.patch_size)} must be a multiple of the network's "
                          f"total stride {stride} (from model.strides)")
     dm = AffinityDataModule(vol, cfg.data, cfg.augment, cfg.train, seed=cfg.seed)
+    require_objects(vol.labels, vol.labels.name, cap_box(dm.val_box or dm.train_box, cfg.train.max_val_voxels),
+                    minimum=1, what="labels of the threshold-choice slab")
+    out_dir.mkdir(parents=True, exist_ok=True)  # inputs validated: now write
     dm.offset = resume.resumed_step(out_dir) * cfg.train.batch_size
     module = AffinityModule(net=net.hparams, bce=cfg.loss.bce, dice_weight=cfg.loss.dice_weight, lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay, max_steps=cfg.train.max_steps)

@@ -29,6 +29,15 @@ fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 unit_open = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
+def space_arg(text: str) -> str:
+    """An argparse type for ``--space``: standardize | none | pca:K (K >= 1)."""
+    import re
+
+    if not re.fullmatch(r"standardize|none|pca:[1-9][0-9]*", text):
+        raise argparse.ArgumentTypeError(f"must be standardize, none or pca:K (K >= 1), got '{text}'")
+    return text
+
+
 def add_voxel_size(p, help_text="(z, y, x) nm of the stored input, overriding card/attributes"):
     p.add_argument("--voxel-size", nargs=3, type=positive_float, metavar=("Z", "Y", "X"), default=None, help=help_text)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuroadda.cli.common import (add_backbone_args, add_logger_arg, at_least_4, backbones_from_args, nonneg_int,
-                                  positive_float, track_run)
+                                  positive_float, space_arg, track_run)
 
 
 def register(sub) -> None:
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--permutations", type=nonneg_int, default=1000, help="permutations for p-values (default: %(default)s)")
     p.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean",
                    help="global pooling of the bottleneck activations (default: %(default)s)")
-    p.add_argument("--space", default="standardize",
+    p.add_argument("--space", default="standardize", type=space_arg,
                    help="per-backbone normalization: standardize | pca:K | none (default: %(default)s)")
     p.add_argument("--voxel-size", nargs=3, type=positive_float, default=None, metavar=("Z", "Y", "X"),
                    help="common voxel size in nm for all volumes (default: the target's)")

@@ -138,6 +138,8 @@ REFUSED = [
                               "{d}/ok.h5={d}/bb.pt"], "did you mean neuroproof"),
     ("select-source-perms", ["select-source", "--target", "{d}/ok.h5", "--sources", "{d}/ok.h5", "--permutations",
                              "-1"], "argument --permutations: must be an integer >= 0, got -1"),
+    ("select-source-space", ["select-source", "--target", "{d}/ok.h5", "--sources", "{d}/ok.h5", "--space", "pca:0"],
+     "argument --space: must be standardize, none or pca:K (K >= 1), got 'pca:0'"),
     ("select-source-patches", ["select-source", "--target", "{d}/ok.h5", "--sources", "{d}/ok.h5", "--patches", "2"],
      "argument --patches: must be an integer >= 4, got 2"),
     ("adapt-zeros", [*ADAPT, "--target", "{d}/zeros.h5"], "zeros.h5:labels: labels hold no object"),

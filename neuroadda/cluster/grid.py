@@ -216,18 +216,23 @@ def plot_vi_vs_n(results: list[dict], path: Path) -> Path:
     plt = pyplot()
 
     targets = sorted({r["target"] for r in results})
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.6), squeeze=False)
+    colors: dict = {}  # one colour per (arm, strategy) across panels
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.0 * len(targets) + 2.4, 3.6), squeeze=False,
+                             layout="constrained")
     for ax, target in zip(axes[0], targets):
         rs = [r for r in results if r["target"] == target]
         for strategy in sorted({r["strategy"] for r in rs}):
             for arm, ls in (("finetuned", "-"), ("scratch", "--")):
                 pts = sorted((r["n"], r[f"{arm}_mean"], r[f"{arm}_sd"]) for r in rs if r["strategy"] == strategy)
                 n, m, sd = (np.array(v) for v in zip(*pts))
-                ax.errorbar(n, m, yerr=sd, ls=ls, marker="o", capsize=3, label=f"{arm}, {strategy}")
+                ax.errorbar(n, m, yerr=sd, ls=ls, marker="o", capsize=3, label=f"{arm}, {strategy}",
+                            color=colors.setdefault((arm, strategy), f"C{len(colors)}"))
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["n"] for r in rs}), [str(k) for k in sorted({r["n"] for r in rs})])
         ax.set_xlabel("annotated samples n")
         ax.set_ylabel("VI on held-out region (bits)")
         ax.set_title(target, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8, frameon=False,
+               title="mean ± sd over seeds", title_fontsize=8)
     return save_figure(fig, path)

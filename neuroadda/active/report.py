@@ -99,6 +99,11 @@ def markdown(report: dict) -> str:
 
 
 def plot_report(report: dict, path: str | Path) -> Path:
+    """``report.png``: :func:`report_figure` saved to ``path``."""
+    return save_figure(report_figure(report), path)
+
+
+def report_figure(report: dict):
     """VI per arm and round: split + merge stacked (mean over seeds), mean ± sd, every seed as a dot, and the
     zero-shot VI as a dashed line; the legend sits outside the axes (nothing drawn over the data)."""
     from neuroadda.data.io import short_name
@@ -137,7 +142,7 @@ def plot_report(report: dict, path: str | Path) -> Path:
     order = sorted(range(len(labels)), key=lambda i: (labels[i].startswith(("mean", "one", "zero")), i))
     fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside right upper", fontsize=8,
                frameon=False)  # the arms first, then the markers
-    return save_figure(fig, path)
+    return fig
 
 
 def write_report(report: dict, out_dir: str | Path) -> Path:

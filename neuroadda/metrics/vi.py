@@ -4,7 +4,7 @@ Both metrics come from one sparse contingency table (:func:`contingency`), built
 both volumes are flattened in the same memory order and each run of consecutive voxels with the
 same ``(gt, seg)`` pair becomes one entry weighted by its length (typically 10x fewer entries).
 Runs are summed per pair inside cache-sized blocks by an open-addressing hash table of (gt, seg)
-pairs whose probes compare the labels themselves (no sort; ~2x faster than sorting packed codes),
+pairs whose probes compare the labels themselves (no sort; 1.5-1.8x faster than sorting packed codes),
 then globally by sorting (gt, seg, count) packed into one uint64.  Exact for any integer labels
 (uint64 ids above 2**63 included): labels are never cast to float, and the hash only decides where
 a pair's probing starts.
@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 LABELS_KINDS = ("3d_instance", "2d_instance_per_slice")
-_CHUNK = 1 << 15  # voxels per chunk of the run scan (temporaries stay in L1/L2); power of 2
-_BLOCK = 1 << 19  # voxels per block whose runs are pre-summed by one cache-sized sort
+_CHUNK = 1 << 16  # voxels per chunk of the run scan (temporaries stay in L2); power of 2
+_BLOCK = 1 << 20  # voxels per block whose runs are pre-summed in one cache-sized hash table
 _PACK_BITS = 64  # (gt, seg, count) are packed into one uint64 when they fit (tests lower it)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator,
+                      model_validator)
 
 from neuroadda.errors import ConfigError, format_validation_error, read_yaml_mapping
 
-Triple = tuple[int, int, int]
+Triple = tuple[PositiveInt, PositiveInt, PositiveInt]  # (z, y, x) voxels
+VoxelSize = tuple[PositiveFloat, PositiveFloat, PositiveFloat]  # (z, y, x) nm
 
 
 class _Strict(BaseModel):
@@ -19,17 +21,17 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """MONAI 3-D UNet predicting 3 affinity logits (z, y, x)."""
 
-    channels: list[int] = Field([16, 32, 64, 128], description="features per level, shallow to deep")
+    channels: list[PositiveInt] = Field([16, 32, 64, 128], min_length=2, description="features per level, shallow to deep")
     strides: Literal["auto"] | list[Triple] = Field(
         "auto", description="per down-sampling step (z, y, x); 'auto' derives anisotropic strides from voxel size")
-    num_res_units: int = 1
+    num_res_units: int = Field(1, ge=0)
     norm: Literal["instance", "batch"] = "instance"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class DataConfig(_Strict):
     patch_size: Triple = Field((16, 96, 96), description="(z, y, x) voxels at the training voxel size")
-    voxel_size: tuple[float, float, float] | None = Field(
+    voxel_size: VoxelSize | None = Field(
         None, description="(z, y, x) nm to resample every volume to; null = as stored")
     normalization: Literal["zscore", "percentile", "none"] = "zscore"
     val_fraction: float = Field(0.2, ge=0.0, lt=0.9, description="slab held out along the longest axis")
@@ -147,7 +149,8 @@ class SelectSourceConfig(_Strict):
     patches: int = Field(256, ge=4)
     permutations: int = Field(1000, ge=0)
     pooling: Literal["mean", "max", "meanmax", "meanstd"] = "mean"
-    space: str = "standardize"
+    space: str = Field("standardize", pattern=r"^(standardize|none|pca:[1-9][0-9]*)$",
+                       description="per-backbone normalization: standardize | pca:K | none")
 
 
 class AdaptConfig(_Strict):
@@ -172,7 +175,7 @@ class DemoConfig(_Strict):
     backbones: str = Field("datasets/backbones", description="folder of <source>.pt, relative to the repository")
     n: int = Field(4, ge=1, description="samples to annotate (oracle labels from the target's ground truth)")
     seeds: int = Field(3, ge=1, description="seeds adapt.seed .. adapt.seed + seeds - 1 (paired on the samples)")
-    resample: dict[str, tuple[float, float, float]] = Field(
+    resample: dict[str, VoxelSize] = Field(
         {}, description="(z, y, x) nm each source is resampled to for pretraining; absent = as stored")
     pretrain: PretrainConfig = PretrainConfig()
     adapt: AdaptConfig = AdaptConfig()
@@ -196,7 +199,11 @@ class ExperimentConfig(_Strict):
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9._-]+$")
     targets: list[str] = Field(min_length=1)
     sources: list[str] = Field(min_length=1)
-    backbones: str | None = Field(None, description="folder with <source>/model.pt")
+    backbones: str | None = Field(None, description="folder with <source>/model.pt (default OUT/backbones); "
+                                                     "missing ones are pretrained first")
+    pretrain_config: str | None = Field(None, description="pretrain config for missing backbones "
+                                                          "(default configs/pretrain.yaml)")
+    pretrain_configs: dict[str, str] = Field({}, description="per-source pretrain config, e.g. ssTEM sources")
     budgets: list[PositiveInt] = Field([4], min_length=1, description="annotated samples n")
     strategies: list[str] = Field(["median-uncertainty"], min_length=1)
     seeds: int = Field(3, ge=1)
@@ -215,7 +222,7 @@ class StudyTarget(_Strict):
     """One target of the transfer study and how it is prepared (at its own voxel size unless given)."""
 
     name: str
-    voxel_size: tuple[float, float, float] | None = Field(None, description="(z, y, x) nm to resample the target to")
+    voxel_size: VoxelSize | None = Field(None, description="(z, y, x) nm to resample the target to")
     candidate_size: Triple | None = Field(None, description="sample size (voxels); default adapt.active's")
     holdout_fraction: float | None = Field(None, ge=0.05, lt=0.9, description="default adapt.active's")
 
@@ -263,12 +270,22 @@ class TransferStudyConfig(_Strict):
 
 
 def default_config_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "configs"
+    """The shipped ``configs/`` (inside the installed package, or the checkout's)."""
+    from neuroadda.paths import configs_dir
+
+    return configs_dir()
 
 
-def load_config(path: str | Path | None, schema: type[BaseModel] = PretrainConfig, overrides: dict | None = None):
-    """Load YAML ``path`` (None = schema defaults), apply dotted ``overrides`` ({"train.max_steps": 5}), validate."""
+def load_config(path: str | Path | None, schema: type[BaseModel] = PretrainConfig, overrides: dict | None = None,
+                flags: dict[str, str] | None = None):
+    """Load YAML ``path`` (None = schema defaults), apply dotted ``overrides`` ({"train.max_steps": 5}), validate.
+    A relative ``path`` that does not exist here but names a shipped config (``configs/adapt.yaml``) is that one.
+    A bad value that came from an override is reported by its flag: ``flags[key]``, else ``--max-steps`` for
+    ``train.max_steps`` (the last part, ``_`` as ``-``)."""
+    from neuroadda.paths import shipped_file
+
     data: dict = {}
+    path = None if path is None else shipped_file(path)
     where = "defaults" if path is None else str(path)
     if path is not None:
         data = read_yaml_mapping(path, "config file")
@@ -280,7 +297,9 @@ def load_config(path: str | Path | None, schema: type[BaseModel] = PretrainConfi
         for k in parents:
             node = node.setdefault(k, {})
         node[leaf] = value
+    given = {k: (flags or {}).get(k, "--" + k.split(".")[-1].replace("_", "-"))
+             for k, v in (overrides or {}).items() if v is not None}
     try:
         return schema(**data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, where)) from None
+        raise ConfigError(format_validation_error(e, where, given)) from None

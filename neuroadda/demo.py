@@ -20,9 +20,10 @@ from pathlib import Path
 
 from neuroadda.config import DemoConfig, load_config
 from neuroadda.errors import InputError
+from neuroadda.paths import resource_root
 from neuroadda.report import write_json
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = resource_root()  # the checkout, or the installed package's data (holds configs/ and datasets/backbones/)
 DEFAULT_CONFIG = REPO / "configs" / "demo.yaml"
 
 
@@ -65,23 +66,28 @@ def run_demo(out: str | Path, *, config: str | Path | None = None, retrain: bool
              progress: bool = True, echo=partial(print, flush=True)) -> dict:
     """Run the demo into ``out`` (resumes an unfinished one unless ``fresh``); returns ``out/demo.json``'s content:
     the adapt report plus per-stage wall times (s), total time and peak memory (GB)."""
+    from neuroadda.data.cards import all_cards, require_files
     from neuroadda.workflows.adapt import adapt
 
     t0 = time.perf_counter()
     cfg = load_config(config or DEFAULT_CONFIG, DemoConfig)
     out = Path(out)
-    if fresh and out.is_dir() and any(out.iterdir()):
-        if not (out / "run.json").is_file():
-            raise InputError(f"{out}: folder is not empty and holds no earlier demo; choose another --out")
+    cards = all_cards()
+    for name in dict.fromkeys([cfg.target, *cfg.sources]):  # the crops, before anything is written or removed
+        if name in cards:
+            require_files(cards[name])
+    if fresh and out.is_dir() and any(out.iterdir()) and not (out / "run.json").is_file():
+        raise InputError(f"{out}: folder is not empty and holds no earlier demo; choose another --out")
+    paths = backbone_paths(cfg)
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing and not retrain:
+        raise InputError(f"{missing[0]}: demo backbone not found; rebuild the shipped backbones with "
+                         "'neuroadda demo --retrain'")
+    if fresh and out.is_dir():
         shutil.rmtree(out)
     stages = {}
     if retrain:
         stages.update({f"pretrain backbone {s}": t for s, t in build_backbones(cfg, progress=progress, echo=echo).items()})
-    paths = backbone_paths(cfg)
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise InputError(f"{missing[0]}: demo backbone not found; rebuild the shipped backbones with "
-                         "'neuroadda demo --retrain'")
     report = adapt(cfg.target, paths, cfg.adapt, out, n=cfg.n, seeds=[cfg.adapt.seed + i for i in range(cfg.seeds)],
                    progress=progress, echo=echo)
     timings = json.loads((out / "timings.json").read_text())

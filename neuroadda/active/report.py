@@ -121,29 +121,50 @@ def markdown(report: dict) -> str:
 
 
 def plot_report(report: dict, path: str | Path) -> Path:
-    """VI (split + merge stacked, mean over seeds, seeds as dots) per arm and round."""
+    """``report.png``: :func:`report_figure` saved to ``path``."""
+    return save_figure(report_figure(report), path)
+
+
+def report_figure(report: dict):
+    """VI per arm and round: split + merge stacked (mean over seeds), mean ± sd, every seed as a dot, and the
+    zero-shot VI as a dashed line; the legend sits outside the axes (nothing drawn over the data)."""
+    from neuroadda.data.io import short_name
     from neuroadda.report import pyplot
 
     plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(report["rounds"]), 3.6))
-    colors = {"finetuned": "tab:blue", "scratch": "tab:gray"}
-    for r, rd in enumerate(report["rounds"]):
+    rounds = report["rounds"]
+    fig, ax = plt.subplots(figsize=(4.8 + 1.5 * len(rounds), 3.8), layout="constrained")
+    colors = {"finetuned": "tab:blue", "scratch": "0.45"}
+    names = {"finetuned": f"fine-tuned from {short_name(report['source'])}", "scratch": "from scratch"}
+    ticks, tick_labels, top = [], [], 0.0
+    for r, rd in enumerate(rounds):
         for j, a in enumerate(ARMS):
-            arm, x = rd["arms"][a], r + (j - 0.5) * 0.36
-            ax.bar(x, arm["vi_split_mean"], 0.34, color=colors[a], alpha=0.9, label=f"{a} split" if r == 0 else None)
-            ax.bar(x, arm["vi_merge_mean"], 0.34, bottom=arm["vi_split_mean"], color=colors[a], alpha=0.45,
-                   label=f"{a} merge" if r == 0 else None)
-            ax.errorbar(x, arm["vi_mean"], yerr=arm["vi_sd"], color="k", capsize=3)
-            ax.plot([x] * len(arm["vi"]), arm["vi"], "k.", ms=4)
+            arm, x, first = rd["arms"][a], r + (j - 0.5) * 0.4, r == 0
+            ax.bar(x, arm["vi_split_mean"], 0.38, color=colors[a], label=f"{names[a]}: split" if first else None)
+            ax.bar(x, arm["vi_merge_mean"], 0.38, bottom=arm["vi_split_mean"], color=colors[a], alpha=0.4,
+                   label=f"{names[a]}: merge" if first else None)
+            ax.errorbar(x, arm["vi_mean"], yerr=arm["vi_sd"], color="k", capsize=4, lw=1,
+                        label="mean ± sd over seeds" if first and j == 0 else None)
+            ax.plot([x] * len(arm["vi"]), arm["vi"], "o", color="k", ms=3, label="one seed" if first and j == 0 else None)
+            ticks.append(x)
+            tick_labels.append(f"{'fine-tuned' if a == 'finetuned' else 'scratch'}\nn = {rd['n_total']}")
+            top = max(top, arm["vi_mean"] + arm["vi_sd"], *arm["vi"])
     if report.get("zero_shot"):
-        ax.axhline(report["zero_shot"]["vi"], color="tab:red", ls="--", lw=1, label="zero-shot")
-    ax.set_xticks(range(len(report["rounds"])), [f"n = {rd['n_total']}" for rd in report["rounds"]])
-    ax.set_ylabel("VI on held-out region (bits)")
-    ax.set_title(f"{report['target']} from {report['source']} ({report['strategy']})", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return save_figure(fig, path)
+        z = report["zero_shot"]["vi"]
+        ax.axhline(z, color="tab:red", ls="--", lw=1.2, label=f"zero-shot (0 samples): {z:.2f}")
+        top = max(top, z)
+    ax.set_ylim(0, 1.08 * top if top > 0 else 1)
+    ax.set_xticks(ticks, tick_labels)
+    ax.set_xlim(-0.6, len(rounds) - 0.4)
+    ax.set_ylabel("VI on the held-out region (bits)")
+    seeds = len(report["seeds"])
+    ax.set_title(f"{short_name(report['target'])}: VI after fine-tuning (lower is better)\n{report['strategy']} "
+                 f"samples, {seeds} seed{'s' if seeds != 1 else ''}", fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: (labels[i].startswith(("mean", "one", "zero")), i))
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside right upper", fontsize=8,
+               frameon=False)  # the arms first, then the markers
+    return fig
 
 
 def write_report(report: dict, out_dir: str | Path) -> Path:
@@ -165,12 +186,11 @@ def plot_heldout(raw: np.ndarray, gt: np.ndarray, segs: dict, path: str | Path, 
 
     plt = pyplot()
     panels = [("raw", raw, None), ("ground truth", gt, None)] + [(k, s, vi) for k, (s, vi) in segs.items()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 3.1), layout="constrained")
     for ax, (name, img, vi) in zip(np.atleast_1d(axes), panels):
         ax.imshow(img, cmap="gray") if name == "raw" else ax.imshow(label_colors(img))
-        ax.set_title(name if vi is None else f"{name}\nVI {vi:.2f} bits (whole region)", fontsize=8)
+        ax.set_title(name if vi is None else f"{name}\nVI {vi:.2f} bits", fontsize=10)
         ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        fig.suptitle(f"{title}\nVI: of the whole held-out region, not only this slice", fontsize=10)
     return save_figure(fig, path)

@@ -109,28 +109,30 @@ def check_target(record: dict, vol: LabelledVolume, where: str) -> None:
 
 
 def plot_samples(record: dict, vol: LabelledVolume, path: str | Path) -> Path:
-    """Histogram of candidate uncertainties with the median and picks marked, and the picked raw samples."""
+    """Histogram of candidate uncertainties with the median and picks marked, and the picked raw samples
+    (middle z slice of each, up to 8)."""
     from neuroadda.report import pyplot
 
     plt = pyplot()
 
-    picks = record["samples"]
-    fig, axes = plt.subplots(1, 1 + min(len(picks), 8), figsize=(3.2 * (1 + min(len(picks), 8)), 3.2), squeeze=False)
+    picks = record["samples"][:8]
+    fig, axes = plt.subplots(1, 1 + len(picks), figsize=(3.2 + 2.1 * len(picks), 3.0), squeeze=False,
+                             layout="constrained", width_ratios=[1.5] + [1] * len(picks))
     ax = axes[0, 0]
-    ax.hist(record["scores"], bins=min(40, max(5, len(record["scores"]) // 2)), color="0.7")
-    ax.axvline(record["median_score"], color="k", ls="--", label="median")
-    for s in picks:
-        ax.axvline(s["score"], color="tab:red", lw=1)
+    ax.hist(record["scores"], bins=min(40, max(5, len(record["scores"]) // 2)), color="0.75")
+    ax.axvline(record["median_score"], color="k", ls="--", lw=1.2, label="median")
+    for k, s in enumerate(picks):
+        ax.axvline(s["score"], color="tab:red", lw=1, label="picked" if k == 0 else None)
     ax.set_xlabel(f"uncertainty ({record['uncertainty']})")
     ax.set_ylabel("candidates")
-    ax.set_title(f"{record['strategy']}: {len(picks)} picks (red)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(f"{record['strategy']}: {len(record['samples'])} of {len(record['scores'])}", fontsize=9)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.12), ncol=2, frameon=False)
+    ax.tick_params(labelsize=8)
     for ax, s in zip(axes[0, 1:], picks):
         box = box_from_json(s["box"])
         mid = (box[0].start + box[0].stop) // 2
         ax.imshow(vol.raw.read((slice(mid, mid + 1), box[1], box[2]))[0], cmap="gray")
-        ax.set_title(f"{s['name']}: z {box[0].start}-{box[0].stop} (slice {mid} shown),\ny {box[1].start}, x "
-                     f"{box[2].start}; score {s['score']:.3f}", fontsize=8)
+        ax.set_title(f"{s['name']} (score {s['score']:.3f})\nz {box[0].start}-{box[0].stop}, y {box[1].start}, "
+                     f"x {box[2].start}", fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
     return save_figure(fig, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroadda.cli.common import add_backbone_args, add_label_zero, backbones_from_args, table
+from neuroadda.cli.common import add_backbone_args, add_label_zero, backbones_from_args, positive_int, table
 
 
 def _add_config(p, steps: bool = True, strategy: bool = True) -> None:
@@ -36,7 +36,7 @@ def register(sub) -> None:
                                    "Writes OUT/samples.json, OUT/samples.png and OUT/annotate/sample_XX.{h5,tif}.")
     s.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] (unlabelled is fine)")
     s.add_argument("--backbone", required=True, help="source backbone checkpoint (model.pt)")
-    s.add_argument("--n", type=int, default=4, help="samples to pick (default: %(default)s)")
+    s.add_argument("--n", type=positive_int, default=4, help="samples to pick (default: %(default)s)")
     s.add_argument("--out", required=True, help="output folder")
     _add_config(s, steps=False)
     s.set_defaults(func=run_select_samples)
@@ -64,9 +64,9 @@ def register(sub) -> None:
     a.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] with labels")
     a.add_argument("--sources", nargs="+", required=True, help="candidate source dataset names or PATH[:KEY]")
     add_backbone_args(a)
-    a.add_argument("--n", type=int, default=4, help="samples per round (default: %(default)s)")
-    a.add_argument("--seeds", type=int, default=3, help="number of seeds (default: %(default)s)")
-    a.add_argument("--rounds", type=int, default=1, help="active-learning rounds, n new samples each (default: 1)")
+    a.add_argument("--n", type=positive_int, default=4, help="samples per round (default: %(default)s)")
+    a.add_argument("--seeds", type=positive_int, default=3, help="number of seeds (default: %(default)s)")
+    a.add_argument("--rounds", type=positive_int, default=1, help="active-learning rounds, n new samples each (default: 1)")
     a.add_argument("--all-sources", action="store_true",
                    help="also fine-tune from every other source on the same samples: does the MMD² ranking predict "
                         "the VI after fine-tuning? (Spearman in the report)")

@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+import argparse
+
+
+def _number(kind, test, what: str):
+    """An argparse type: ``kind(text)`` that must pass ``test``; else one line saying what it must be."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
+nonneg_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+at_least_4 = _number(int, lambda v: v >= 4, "an integer >= 4")
+positive_float = _number(float, lambda v: v > 0, "a number > 0")
+fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+unit_open = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+
+
+def space_arg(text: str) -> str:
+    """An argparse type for ``--space``: standardize | none | pca:K (K >= 1)."""
+    import re
+
+    if not re.fullmatch(r"standardize|none|pca:[1-9][0-9]*", text):
+        raise argparse.ArgumentTypeError(f"must be standardize, none or pca:K (K >= 1), got '{text}'")
+    return text
+
 
 def add_voxel_size(p, help_text="(z, y, x) nm of the stored input, overriding card/attributes"):
-    p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), default=None, help=help_text)
+    p.add_argument("--voxel-size", nargs=3, type=positive_float, metavar=("Z", "Y", "X"), default=None, help=help_text)
 
 
 def add_label_zero(p) -> None:

@@ -21,19 +21,29 @@ def _status(card) -> str:
     """Cheap status for the table: files present (no checksum; 'verify' does that)."""
     if all(card.file_path(f.filename).is_file() for f in card.files):
         return "bundled" if card.bundled else "fetched"
+    if card.bundled:
+        return "bundled, not here"
     return "downloadable" if card.downloadable else "external"
 
 
 def run_list(args) -> int:
     from neuroadda.cli.common import table
-    from neuroadda.data.cards import all_cards
+    from neuroadda.data.cards import all_cards, data_home, datasets_dir
 
-    rows = []
+    rows, absent = [], []
     for c in all_cards().values():
         vs = "x".join(f"{v:g}" for v in c.voxel_size_nm)
         shape = "x".join(str(n) for n in c.shape) if c.shape else "?"
-        rows.append([c.name, c.species, c.modality.split(" (")[0], vs, shape, c.labels_kind or "-", _status(c)])
+        status = _status(c)
+        absent += [c] if status == "bundled, not here" else []
+        rows.append([c.name, c.species, c.modality.split(" (")[0], vs, shape, c.labels_kind or "-", status])
     print(table(rows, ["name", "species", "modality", "voxel nm (z,y,x)", "shape", "labels", "status"]))
+    print(f"cards: {datasets_dir()}; fetched data: {data_home()} ($NEUROADDA_DATA)")
+    if absent:
+        folders = sorted({f"datasets/{c.local_dir}" for c in absent})
+        print(f"{len(absent)} bundled crop(s) are not here (they come with a source checkout, not with the installed "
+              f"package): copy {', '.join(folders)} of a checkout into {data_home()}/, or set NEUROADDA_DATA to a "
+              "checkout's datasets/data")
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from neuroadda.cli.common import nonneg_int
+
 
 def _load(args):
     from neuroadda.config import ExperimentConfig, load_config
@@ -21,7 +23,9 @@ def register(sub) -> None:
 
     s = sub.add_parser("submit", help="submit the experiment grid to SLURM: one job array per target + aggregation",
                        description="Write OUT/slurm/<target>.sbatch (array over n, strategy, seed), "
-                                   "OUT/slurm/aggregate.sbatch (--dependency=afterok on the arrays) and submit them.")
+                                   "OUT/slurm/aggregate.sbatch (--dependency=afterok on the arrays) and submit them. "
+                                   "Backbones missing from the config's backbones folder become a pretraining "
+                                   "array (OUT/slurm/pretrain.sbatch) that the target arrays wait for.")
     s.add_argument("--config", required=True, help="experiment YAML")
     s.add_argument("--dry-run", action="store_true", help="write and print the scripts and sbatch commands only")
     for flag, kind in (("partition", str), ("account", str), ("gpus", int), ("cpus", int), ("mem", str), ("time", str)):
@@ -30,22 +34,23 @@ def register(sub) -> None:
 
     t = sub.add_parser("run-task", help="run one task of a tasks file (what a SLURM array element calls)")
     t.add_argument("--tasks", required=True, help="OUT/slurm/<target>.tasks.json")
-    t.add_argument("--index", type=int, required=True, help="task index ($SLURM_ARRAY_TASK_ID)")
+    t.add_argument("--index", type=nonneg_int, required=True, help="task index ($SLURM_ARRAY_TASK_ID)")
     t.set_defaults(func=lambda a: __import__("neuroadda.cluster.grid", fromlist=["run_task"]).run_task(a.tasks, a.index))
 
 
 def run_experiment(args) -> int:
     from neuroadda.cli.main import main
-    from neuroadda.cluster.grid import aggregate, tasks
+    from neuroadda.cluster.grid import aggregate, pretrain_tasks, tasks, validate
 
     cfg = _load(args)
     if not args.aggregate_only:
-        todo = tasks(cfg)
-        for i, t in enumerate(todo, 1):
-            print(f"== task {i}/{len(todo)}: {t.target} n={t.n} {t.strategy} seed {t.seed}", flush=True)
-            rc = main(t.argv(cfg))
-            if rc:
-                return rc
+        validate(cfg)
+        for stage, todo in (("pretrain", pretrain_tasks(cfg)), ("task", tasks(cfg))):
+            for i, t in enumerate(todo, 1):
+                print(f"== {stage} {i}/{len(todo)}: {t.label}", flush=True)
+                rc = main(t.argv(cfg))
+                if rc:
+                    return rc
     res = aggregate(cfg)
     print(open(f"{cfg.out}/results.md").read(), end="")
     print(f"wrote {cfg.out}/results.json, results.md and vi_vs_n.png"
@@ -57,11 +62,15 @@ def run_submit(args) -> int:
     from neuroadda.cluster.slurm import submit
 
     res = submit(_load(args), args.config, dry_run=args.dry_run)
+    if res["pretrain"]:
+        print(f"pretraining ({len(res['pretrain']['sources'])} missing backbone(s): "
+              f"{', '.join(res['pretrain']['sources'])}): {res['pretrain']['script']}")
     for a in res["arrays"]:
         print(f"{a['target']}: {a['script']}")
     print(f"aggregation: {res['aggregate']}")
     for c in res["commands"]:
         print(("would run: " if args.dry_run else "ran: ") + c)
     if res["job_ids"]:
-        print(f"submitted job arrays {', '.join(res['job_ids'][:-1])} and aggregation job {res['job_ids'][-1]}")
+        pre = f"pretraining array {res['pretrain_job_id']}, " if res["pretrain_job_id"] else ""
+        print(f"submitted {pre}job arrays {', '.join(res['job_ids'][:-1])} and aggregation job {res['job_ids'][-1]}")
     return 0

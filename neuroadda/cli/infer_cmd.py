@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neuroadda.cli.common import add_voxel_size
+from neuroadda.cli.common import add_voxel_size, fraction, positive_int, unit_open
 
 
 def register(sub) -> None:
@@ -13,8 +13,8 @@ def register(sub) -> None:
     p.add_argument("--input", required=True, help="dataset name or PATH[:KEY] (default key: raw)")
     p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr (OME-Zarr with --block-size)")
     p.add_argument("--uint8", action="store_true", help="store probabilities as uint8 (x255) to save space")
-    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default: %(default)s)")
-    p.add_argument("--block-shape", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
+    p.add_argument("--overlap", type=fraction, default=0.25, help="sliding-window overlap (default: %(default)s)")
+    p.add_argument("--block-shape", nargs=3, type=positive_int, default=None, metavar=("Z", "Y", "X"),
                    help="core block read at a time (default: chosen to compute the fewest windows, at most ~16 M voxels read)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     add_voxel_size(p)
@@ -27,7 +27,7 @@ def register(sub) -> None:
     s.add_argument("--affinities", required=True,
                    help="affinities written by 'neuroadda predict' (zarr, OME-Zarr, or HDF5 as PATH:KEY)")
     s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr (OME-Zarr with --block-size)")
-    s.add_argument("--threshold", type=float, default=None,
+    s.add_argument("--threshold", type=unit_open, default=None,
                    help="waterz merge threshold (default: the one the checkpoint chose on validation data)")
     s.add_argument("--fragments", choices=("watershed", "waterz"), default="watershed",
                    help="supervoxels to agglomerate: distance-transform watershed (default) or waterz's own")

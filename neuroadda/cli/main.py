@@ -12,12 +12,18 @@ from neuroadda import __version__
 from neuroadda.errors import NeuroAddaError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (``neuroadda CMD: error: ...``, exit 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from neuroadda.cli import (adapt_cmd, datasets_cmd, demo_cmd, evaluate_cmd, experiment_cmd, infer_cmd, select_cmd,
                                study_cmd, train_cmd)
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="neuroadda",
         description="Active discriminative domain adaptation for connectomics: pick a source backbone by MMD, "
                     "annotate a few samples, fine-tune a 3D affinity UNet, segment with waterz, score by VI.")
@@ -47,7 +53,10 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help / --version (0) or a usage error (2, one line already printed)
+        return int(e.code or 0)
     try:
         return int(args.func(args) or 0)
     except NeuroAddaError as e:

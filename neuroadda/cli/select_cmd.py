@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroadda.cli.common import add_backbone_args, add_logger_arg, backbones_from_args, track_run
+from neuroadda.cli.common import (add_backbone_args, add_logger_arg, at_least_4, backbones_from_args, nonneg_int,
+                                  positive_float, space_arg, track_run)
 
 
 def register(sub) -> None:
@@ -24,13 +25,13 @@ def register(sub) -> None:
     p.add_argument("--labels", default=None, metavar="SAMPLES",
                    help="re-rank on annotated samples before fine-tuning: a select-samples output folder (samples.json "
                         "with annotations in its annotate/ folder, or none there: the target's own labels, oracle)")
-    p.add_argument("--patches", type=int, default=256, help="patches per volume (default: %(default)s)")
-    p.add_argument("--permutations", type=int, default=1000, help="permutations for p-values (default: %(default)s)")
+    p.add_argument("--patches", type=at_least_4, default=256, help="patches per volume (default: %(default)s)")
+    p.add_argument("--permutations", type=nonneg_int, default=1000, help="permutations for p-values (default: %(default)s)")
     p.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean",
                    help="mmd2: global pooling of the bottleneck activations (default: %(default)s)")
-    p.add_argument("--space", default="standardize",
+    p.add_argument("--space", default="standardize", type=space_arg,
                    help="mmd2: per-backbone normalization: standardize | pca:K | none (default: %(default)s)")
-    p.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("Z", "Y", "X"),
+    p.add_argument("--voxel-size", nargs=3, type=positive_float, default=None, metavar=("Z", "Y", "X"),
                    help="common voxel size in nm for all volumes (default: the target's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/select", help="output folder (default: %(default)s)")
@@ -77,8 +78,6 @@ def run(args) -> int:
     from neuroadda.selection.ranking import rank, verdict_line, write_ranking
     from neuroadda.selection.select import safe_name
 
-    if args.patches < 4:
-        raise InputError(f"--patches must be at least 4, got {args.patches}")
     names = [n.strip() for n in args.estimator.split(",")] if args.estimator else None
     bad = [n for n in names or [] if not known(n)]
     if bad:
@@ -119,9 +118,9 @@ def register_analysis(sub) -> None:
                                    "and a UPGMA dendrogram.")
     m.add_argument("--datasets", nargs="+", required=True, help="dataset names or PATH[:KEY]")
     m.add_argument("--encoder", required=True, help="backbone checkpoint whose encoder embeds every dataset")
-    m.add_argument("--patches", type=int, default=256)
+    m.add_argument("--patches", type=at_least_4, default=256)
     m.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean")
-    m.add_argument("--voxel-size", nargs=3, type=float, default=None, metavar=("Z", "Y", "X"),
+    m.add_argument("--voxel-size", nargs=3, type=positive_float, default=None, metavar=("Z", "Y", "X"),
                    help="common voxel size in nm (default: the encoder's training voxel size)")
     m.add_argument("--patch-size", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
                    help="patch in voxels at that voxel size, a multiple of the encoder's stride; must fit every "
@@ -133,7 +132,7 @@ def register_analysis(sub) -> None:
     p = sub.add_parser("phylogeny", help="correlate dataset MMD² with species divergence (Mantel test)")
     p.add_argument("--matrix", required=True, help="mmd_matrix.json from 'neuroadda mmd-matrix'")
     p.add_argument("--tree", default=None, help="species tree YAML (default datasets/phylogeny.yaml)")
-    p.add_argument("--permutations", type=int, default=9999)
+    p.add_argument("--permutations", type=nonneg_int, default=9999)
     p.add_argument("--out", default=None, help="output folder (default: the matrix's folder)")
     p.set_defaults(func=run_phylogeny)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from neuroadda.config import ExperimentConfig
+from neuroadda.data.cards import get_card
 from neuroadda.report import save_figure, write_json
 from neuroadda.selection.select import safe_name
 
@@ -25,17 +26,76 @@ class Task:
     seed: int
     out: str
 
+    @property
+    def label(self) -> str:
+        return f"{self.target} n={self.n} {self.strategy} seed {self.seed}"
+
     def argv(self, cfg: ExperimentConfig) -> list[str]:
         """``neuroadda adapt`` arguments for this task (a list: never parsed by a shell)."""
         args = ["adapt", "--target", self.target, "--sources", *cfg.sources, "--n", str(self.n), "--seeds", "1",
-                "--seed", str(self.seed), "--strategy", self.strategy, "--out", self.out, "--quiet"]
-        if cfg.backbones:
-            args += ["--backbones", cfg.backbones]
+                "--seed", str(self.seed), "--strategy", self.strategy, "--out", self.out, "--quiet",
+                "--backbones", str(backbones_dir(cfg))]
         if cfg.adapt_config:
             args += ["--config", cfg.adapt_config]
         if cfg.all_sources:
             args.append("--all-sources")
         return args
+
+
+@dataclass(frozen=True)
+class PretrainTask:
+    """Pretraining the backbone of one source that the grid needs and ``backbones`` does not hold yet."""
+
+    source: str
+    config: str
+    out: str
+
+    @property
+    def label(self) -> str:
+        return f"pretrain {self.source}"
+
+    def argv(self, cfg: ExperimentConfig | None = None) -> list[str]:
+        """``neuroadda pretrain`` arguments (writes OUT/model.pt, where ``adapt --backbones`` looks)."""
+        return ["pretrain", "--source", self.source, "--config", self.config, "--out", self.out, "--quiet"]
+
+
+def backbones_dir(cfg: ExperimentConfig) -> Path:
+    """The folder of source backbones: ``backbones``, or OUT/backbones."""
+    return Path(cfg.backbones) if cfg.backbones else Path(cfg.out) / "backbones"
+
+
+def pretrain_tasks(cfg: ExperimentConfig) -> list[PretrainTask]:
+    """One task per source whose backbone is not in :func:`backbones_dir` yet (in the sources' order)."""
+    from neuroadda.config import default_config_dir
+    from neuroadda.selection.select import resolve_backbones
+
+    found = resolve_backbones(cfg.sources, [], backbones_dir(cfg))
+    default = cfg.pretrain_config or str(default_config_dir() / "pretrain.yaml")
+    return [PretrainTask(s, cfg.pretrain_configs.get(s, default), str(backbones_dir(cfg) / safe_name(s)))
+            for s in cfg.sources if found[s] is None]
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Everything the grid's tasks will read, checked before anything is written or submitted: dataset names
+    (or paths) of targets and sources, and the adapt and pretrain configs (schema included)."""
+    from neuroadda.config import AdaptConfig, PretrainConfig, load_config
+    from neuroadda.data.io import split_spec
+    from neuroadda.data.volume import is_dataset_name
+    from neuroadda.errors import InputError
+
+    for key, specs in (("targets", cfg.targets), ("sources", cfg.sources)):
+        for spec in specs:
+            if is_dataset_name(spec):
+                get_card(spec)  # an unknown name is an InputError suggesting close names
+            elif not split_spec(spec)[0].exists():
+                raise InputError(f"{key}: '{spec}' is neither a dataset name nor an existing path")
+    stray = sorted(set(cfg.pretrain_configs) - set(cfg.sources))
+    if stray:
+        raise InputError(f"pretrain_configs: '{stray[0]}' is not one of the sources ({', '.join(cfg.sources)})")
+    if cfg.adapt_config is not None:
+        load_config(cfg.adapt_config, AdaptConfig)
+    for t in pretrain_tasks(cfg):
+        load_config(t.config, PretrainConfig)
 
 
 def tasks(cfg: ExperimentConfig, target: str | None = None) -> list[Task]:
@@ -50,10 +110,12 @@ def tasks(cfg: ExperimentConfig, target: str | None = None) -> list[Task]:
     return out
 
 
-def write_tasks(cfg: ExperimentConfig, target: str, path: str | Path) -> Path:
-    """The task list of one target as JSON (what each SLURM array element reads its arguments from)."""
+def write_tasks(cfg: ExperimentConfig, target: str | None, path: str | Path) -> Path:
+    """The task list of one target (None: the pretraining tasks) as JSON, what each SLURM array element reads
+    its arguments from."""
+    todo = pretrain_tasks(cfg) if target is None else tasks(cfg, target)
     return write_json(path, {"config": cfg.model_dump(mode="json"),
-                             "tasks": [asdict(t) | {"argv": t.argv(cfg)} for t in tasks(cfg, target)]})
+                             "tasks": [asdict(t) | {"label": t.label, "argv": t.argv(cfg)} for t in todo]})
 
 
 def run_task(tasks_file: str | Path, index: int) -> int:
@@ -65,8 +127,7 @@ def run_task(tasks_file: str | Path, index: int) -> int:
     if not 0 <= index < len(data["tasks"]):
         raise InputError(f"{tasks_file}: no task {index} (it has {len(data['tasks'])})")
     task = data["tasks"][index]
-    print(f"task {index}: {task['target']} n={task['n']} {task['strategy']} seed {task['seed']} -> {task['out']}",
-          flush=True)
+    print(f"task {index}: {task.get('label') or task['target']} -> {task['out']}", flush=True)
     return main(task["argv"])
 
 
@@ -155,18 +216,23 @@ def plot_vi_vs_n(results: list[dict], path: Path) -> Path:
     plt = pyplot()
 
     targets = sorted({r["target"] for r in results})
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.6), squeeze=False)
+    colors: dict = {}  # one colour per (arm, strategy) across panels
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.0 * len(targets) + 2.4, 3.6), squeeze=False,
+                             layout="constrained")
     for ax, target in zip(axes[0], targets):
         rs = [r for r in results if r["target"] == target]
         for strategy in sorted({r["strategy"] for r in rs}):
             for arm, ls in (("finetuned", "-"), ("scratch", "--")):
                 pts = sorted((r["n"], r[f"{arm}_mean"], r[f"{arm}_sd"]) for r in rs if r["strategy"] == strategy)
                 n, m, sd = (np.array(v) for v in zip(*pts))
-                ax.errorbar(n, m, yerr=sd, ls=ls, marker="o", capsize=3, label=f"{arm}, {strategy}")
+                ax.errorbar(n, m, yerr=sd, ls=ls, marker="o", capsize=3, label=f"{arm}, {strategy}",
+                            color=colors.setdefault((arm, strategy), f"C{len(colors)}"))
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["n"] for r in rs}), [str(k) for k in sorted({r["n"] for r in rs})])
         ax.set_xlabel("annotated samples n")
         ax.set_ylabel("VI on held-out region (bits)")
         ax.set_title(target, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8, frameon=False,
+               title="mean ± sd over seeds", title_fontsize=8)
     return save_figure(fig, path)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from string import Template
 
-from neuroadda.cluster.grid import write_tasks, tasks
+from neuroadda.cluster.grid import backbones_dir, pretrain_tasks, tasks, validate, write_tasks
 from neuroadda.config import ExperimentConfig
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
@@ -24,23 +24,37 @@ _SAFE = re.compile(r"^[A-Za-z0-9._,:=-]+$")
 
 
 def template_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "slurm"
+    from neuroadda.paths import templates_dir
+
+    return templates_dir()
 
 
 def absolute(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The config with every local path made absolute (array tasks do not depend on the submit directory).
-    Dataset names stay names; dataset paths that exist here become absolute."""
+    """The config, validated (:func:`~neuroadda.cluster.grid.validate`), with every local path made absolute (array
+    tasks run in OUT/slurm, not in the submit directory). Dataset names stay names; dataset paths that exist here
+    become absolute; config files are found here or among the shipped ones (``configs/adapt.yaml``); the
+    backbones folder (default OUT/backbones) need not exist yet: missing backbones are pretrained first."""
+    from neuroadda.paths import shipped_file
+
     def fix(p):
         return str(Path(p).resolve()) if p is not None and Path(p.split(":")[0]).exists() else p
 
-    for key in ("backbones", "adapt_config"):
-        value = getattr(cfg, key)
-        if value is not None and not Path(value).exists():
+    def config_file(key, value):
+        if value is None:
+            return None
+        path = shipped_file(value)
+        if not path.is_file():
             raise InputError(f"{key} '{value}' not found (relative paths are taken from the current directory)")
+        return str(path.resolve())
 
-    return cfg.model_copy(update={
-        "out": str(Path(cfg.out).resolve()), "backbones": fix(cfg.backbones), "adapt_config": fix(cfg.adapt_config),
+    cfg = cfg.model_copy(update={
+        "out": str(Path(cfg.out).resolve()), "backbones": str(backbones_dir(cfg).resolve()),
+        "adapt_config": config_file("adapt_config", cfg.adapt_config),
+        "pretrain_config": config_file("pretrain_config", cfg.pretrain_config),
+        "pretrain_configs": {k: config_file(f"pretrain_configs.{k}", v) for k, v in cfg.pretrain_configs.items()},
         "targets": [fix(t) for t in cfg.targets], "sources": [fix(s) for s in cfg.sources]})
+    validate(cfg)
+    return cfg
 
 
 def _directives(cfg: ExperimentConfig) -> str:
@@ -61,25 +75,32 @@ def render(name: str, **values) -> str:
 
 
 def write_scripts(cfg: ExperimentConfig, config_file: str | Path) -> dict:
-    """Write OUT/slurm/<target>.tasks.json, <target>.sbatch and aggregate.sbatch; returns their paths."""
+    """Write OUT/slurm/<target>.tasks.json, <target>.sbatch, aggregate.sbatch and, when backbones are missing,
+    pretrain.tasks.json + pretrain.sbatch (an array over the missing sources); returns their paths."""
     cfg = absolute(cfg)
     d = Path(cfg.out) / "slurm"
-    (d / "logs").mkdir(parents=True, exist_ok=True)
     q, py = shlex.quote, shlex.quote(sys.executable)
-    common = {"workdir": q(str(d)), "python": py, "directives": _directives(cfg)}
-    arrays = []
-    for target in cfg.targets:
-        stem = safe_name(target)
+    common = {"workdir": q(str(d)), "python": py, "directives": _directives(cfg), "ntasks": max(1, cfg.resources.gpus),
+              "cpus": cfg.resources.cpus, "mem": cfg.resources.mem, "time": cfg.resources.time}
+    (d / "logs").mkdir(parents=True, exist_ok=True)  # everything validated: now write
+
+    def array(stem: str, target: str | None, n_tasks: int) -> dict:
         tasks_file = write_tasks(cfg, target, d / f"{stem}.tasks.json")
         script = d / f"{stem}.sbatch"
-        _write(script, render("array.sbatch", job_name=f"{cfg.name}-{stem}", last_index=len(tasks(cfg, target)) - 1,
-                              ntasks=max(1, cfg.resources.gpus), cpus=cfg.resources.cpus, mem=cfg.resources.mem,
-                              time=cfg.resources.time, tasks_file=q(str(tasks_file)), **common))
-        arrays.append({"target": target, "script": str(script), "tasks": str(tasks_file)})
+        _write(script, render("array.sbatch", job_name=f"{cfg.name}-{stem}", last_index=n_tasks - 1,
+                              tasks_file=q(str(tasks_file)), **common))
+        return {"script": str(script), "tasks": str(tasks_file)}
+
+    todo = pretrain_tasks(cfg)
+    pre = {**array("pretrain", None, len(todo)), "sources": [t.source for t in todo]} if todo else None
+    for stale in ([] if todo else [d / "pretrain.sbatch", d / "pretrain.tasks.json"]):  # from an earlier submit
+        stale.unlink(missing_ok=True)
+    arrays = [{"target": t, **array(safe_name(t), t, len(tasks(cfg, t)))} for t in cfg.targets]
     cfg_copy = write_json(d / "experiment.json", cfg.model_dump(mode="json"))
     agg = d / "aggregate.sbatch"
-    _write(agg, render("aggregate.sbatch", job_name=f"{cfg.name}-aggregate", config_file=q(str(cfg_copy)), **common))
-    return {"dir": str(d), "arrays": arrays, "aggregate": str(agg), "config": str(config_file)}
+    _write(agg, render("aggregate.sbatch", job_name=f"{cfg.name}-aggregate", config_file=q(str(cfg_copy)),
+                       **{k: common[k] for k in ("workdir", "python", "directives")}))
+    return {"dir": str(d), "pretrain": pre, "arrays": arrays, "aggregate": str(agg), "config": str(config_file)}
 
 
 def _write(path: Path, text: str) -> None:
@@ -90,26 +111,33 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def sbatch_commands(scripts: dict, array_ids: list[str] | None = None) -> list[list[str]]:
-    """The sbatch argument lists (arrays first, then the aggregation depending on all of them)."""
-    cmds = [["sbatch", "--parsable", f"--chdir={scripts['dir']}", a["script"]] for a in scripts["arrays"]]
+def sbatch_commands(scripts: dict, array_ids: list[str] | None = None, pretrain_id: str | None = None
+                    ) -> list[list[str]]:
+    """The sbatch argument lists: the pretraining array (if any) first, then the target arrays (each after the
+    pretraining succeeded, ``--dependency=afterok``), then the aggregation depending on all arrays."""
+    base = ["sbatch", "--parsable", f"--chdir={scripts['dir']}"]
+    cmds, after = [], []
+    if scripts.get("pretrain"):
+        cmds.append([*base, scripts["pretrain"]["script"]])
+        after = [f"--dependency=afterok:{pretrain_id or '<pretrain job id>'}"]
+    cmds += [[*base, *after, a["script"]] for a in scripts["arrays"]]
     dep = ":".join(array_ids) if array_ids else "<array job ids>"
-    cmds.append(["sbatch", "--parsable", f"--chdir={scripts['dir']}", f"--dependency=afterok:{dep}",
-                 scripts["aggregate"]])
+    cmds.append([*base, f"--dependency=afterok:{dep}", scripts["aggregate"]])
     return cmds
 
 
 def submit(cfg: ExperimentConfig, config_file: str | Path, *, dry_run: bool = False) -> dict:
-    """Write the scripts and (unless ``dry_run``) submit them; returns scripts, commands and job ids."""
+    """Write the scripts and (unless ``dry_run``) submit them; returns scripts, commands and job ids
+    (``job_ids``: the target arrays then the aggregation; ``pretrain_job_id``: the pretraining array or None)."""
     scripts = write_scripts(cfg, config_file)
     if dry_run:
-        return {**scripts, "commands": [shlex.join(c) for c in sbatch_commands(scripts)], "job_ids": None}
-    ids = []
-    for cmd in sbatch_commands(scripts)[:-1]:
-        ids.append(_sbatch(cmd))
-    cmd = sbatch_commands(scripts, ids)[-1]
-    ids.append(_sbatch(cmd))
-    result = {**scripts, "commands": [shlex.join(c) for c in sbatch_commands(scripts, ids[:-1])], "job_ids": ids}
+        return {**scripts, "commands": [shlex.join(c) for c in sbatch_commands(scripts)], "job_ids": None,
+                "pretrain_job_id": None}
+    pre = _sbatch(sbatch_commands(scripts)[0]) if scripts["pretrain"] else None
+    ids = [_sbatch(cmd) for cmd in sbatch_commands(scripts, pretrain_id=pre)[int(pre is not None):-1]]
+    final = sbatch_commands(scripts, ids, pre)
+    ids.append(_sbatch(final[-1]))
+    result = {**scripts, "commands": [shlex.join(c) for c in final], "job_ids": ids, "pretrain_job_id": pre}
     write_json(Path(scripts["dir"]) / "submitted.json", result)
     return result
 

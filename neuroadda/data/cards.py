@@ -8,7 +8,6 @@ raw image and which the labels, and how to cite it.
 from __future__ import annotations
 
 import difflib
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from neuroadda.errors import ConfigError, InputError, format_validation_error, read_yaml_mapping
+from neuroadda.paths import data_home, datasets_dir  # noqa: F401  (re-exported: where cards and data live)
 
 LabelsKind = Literal["3d_instance", "2d_instance_per_slice"]
 
@@ -67,10 +67,17 @@ class DatasetCard(_Strict):
     card_path: str | None = Field(None, exclude=True, description="set when loaded")
 
     def directory(self) -> Path:
-        """Folder that holds (or will hold, after ``datasets fetch``) this dataset's files."""
+        """Folder that holds (or will hold, after ``datasets fetch``) this dataset's files. A bundled crop is
+        looked for in the checkout (``datasets/<local_dir>``), then in ``$NEUROADDA_DATA/<last part of
+        local_dir>``; where neither has all its files, the first of the two is returned."""
         if self.local_dir is not None:
-            return datasets_dir() / self.local_dir
+            places = self.bundled_places()
+            return next((d for d in places if all((d / f.filename).is_file() for f in self.files)), places[0])
         return data_home() / self.name
+
+    def bundled_places(self) -> list[Path]:
+        """Where a bundled crop's files may be: the card folder's ``local_dir``, then the data home."""
+        return [datasets_dir() / self.local_dir, data_home() / Path(self.local_dir).name]
 
     def file_path(self, filename: str) -> Path:
         return self.directory() / filename
@@ -84,16 +91,15 @@ class DatasetCard(_Strict):
         return any(f.url for f in self.files)
 
 
-def datasets_dir() -> Path:
-    """The folder of dataset cards: ``$NEUROADDA_DATASETS`` or ``datasets/`` of this checkout."""
-    env = os.environ.get("NEUROADDA_DATASETS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
-
-
-def data_home() -> Path:
-    """Where fetched datasets go: ``$NEUROADDA_DATA`` or ``~/.cache/neuroadda/datasets``."""
-    env = os.environ.get("NEUROADDA_DATA")
-    return Path(env) if env else Path.home() / ".cache" / "neuroadda" / "datasets"
+def missing_files_hint(card: DatasetCard) -> str:
+    """How to get a card's missing files: fetch it, or (a bundled crop) where to put the checkout's copy."""
+    if card.downloadable and not card.bundled:
+        return f"run 'neuroadda datasets fetch {card.name}'"
+    if card.bundled:
+        return (f"bundled crops are not part of the installed package: copy the folder "
+                f"datasets/{card.local_dir} of a source checkout into {data_home()} (or point $NEUROADDA_DATA at "
+                "a checkout's datasets/data)")
+    return "see the card's notes"
 
 
 def load_card(path: str | Path) -> DatasetCard:
@@ -147,3 +153,11 @@ def get_card(name: str) -> DatasetCard:
     close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see 'neuroadda datasets list'"
     raise InputError(f"unknown dataset '{name}'{hint}")
+
+
+def require_files(card: DatasetCard) -> None:
+    """An :class:`InputError` naming the first missing file of ``card`` and how to get it; None when all are here."""
+    for f in card.files:
+        path = card.file_path(f.filename)
+        if not path.is_file():
+            raise InputError(f"dataset '{card.name}': file {path} is missing ({missing_files_hint(card)})")

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from neuroadda.data.cards import CardFile, DatasetCard
+from neuroadda.data.cards import CardFile, DatasetCard, missing_files_hint
 from neuroadda.errors import InputError
 
 CHUNK = 1 << 20
@@ -68,8 +68,7 @@ def fetch(card: DatasetCard, *, dest: str | Path | None = None, force: bool = Fa
 def verify_files(card: DatasetCard, *, dest: str | Path | None = None) -> list[str]:
     """Human-readable problems with the card's local files (missing, wrong size or checksum); [] = fine."""
     folder = Path(dest) if dest is not None else card.directory()
-    how = (f"it should be bundled under datasets/{card.local_dir}" if card.bundled else
-           f"run 'neuroadda datasets fetch {card.name}'" if card.downloadable else "see the card's notes")
+    how = missing_files_hint(card)
     problems = []
     for f in card.files:
         p = folder / f.filename

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card
+from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card, missing_files_hint
 from neuroadda.data.io import open_array, split_spec
 from neuroadda.errors import InputError
 
@@ -209,8 +209,7 @@ def _open_card(card: DatasetCard, *, require_labels, voxel_size, resample_to, la
     def path_of(ref):
         p = card.file_path(ref.file)
         if not p.exists():
-            how = f"run 'neuroadda datasets fetch {card.name}'" if card.downloadable else "see the card's notes"
-            raise InputError(f"dataset '{card.name}': file {p} is missing ({how})")
+            raise InputError(f"dataset '{card.name}': file {p} is missing ({missing_files_hint(card)})")
         return p
 
     raw_p = path_of(card.raw)

@@ -24,7 +24,11 @@ FORMAT = "neuroadda-backbone-v1"
 
 def code_version() -> str:
     """Package version plus the git commit of this checkout, when there is one."""
-    root = Path(__file__).resolve().parents[2]
+    from neuroadda.paths import checkout_root
+
+    root = checkout_root()
+    if root is None:  # an installed wheel: no git commit to add (an enclosing repository is not ours)
+        return __version__
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=5).stdout.strip()

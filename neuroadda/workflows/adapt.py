@@ -100,6 +100,20 @@ def evaluate_heldout(ckpt: Path, held: HeldOut, normalizer, out: Path, *, thresh
                             "threshold_from": bb.threshold_region["what"], "learned": bb.learned})
 
 
+def check_inputs(vol, holdout, backbones: dict[str, Path]) -> None:
+    """What adapt reads later, checked up front: the target's labels (at least two objects, and an object in the
+    held-out region to score), every source volume and every backbone checkpoint."""
+    from neuroadda.data.checks import require_objects
+    from neuroadda.data.volume import open_volume
+    from neuroadda.models.checkpoint import load_backbone
+
+    require_objects(vol.labels, vol.labels.name)
+    require_objects(vol.labels, vol.labels.name, holdout, minimum=1, what="labels of the held-out region")
+    for source, ckpt in backbones.items():
+        open_volume(source, labels_key=None)
+        load_backbone(ckpt)
+
+
 def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | Path, *, n: int,
           seeds: list[int], rounds: int = 1, all_sources: bool = False, label_zero: str | None = None,
           progress: bool = True, echo=partial(print, flush=True)) -> dict:
@@ -123,6 +137,7 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
                                 holdout_axis=cfg.active.holdout_axis)
     if min(box_shape(holdout)) < 1:
         raise InputError("active.holdout_fraction is 0: adapt needs a held-out region to evaluate on")
+    check_inputs(vol, holdout, backbones)  # before anything is written
     check_settings(out, {"target": target, "backbones": {s: str(p) for s, p in backbones.items()}, "n": n,
                          "seeds": list(seeds), "rounds": rounds, "all_sources": all_sources, "label_zero": label_zero,
                          "config": cfg.model_dump(mode="json")})

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from neuroadda.config import AdaptConfig
+from neuroadda.data.checks import require_sample_objects
 from neuroadda.data.patches import SamplesPatchDataset, build_augment, check_target_edges, collate
 from neuroadda.data.regions import Box, box_to_json, full_box
 from neuroadda.data.volume import LabelledVolume, Volume
@@ -67,6 +68,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         raise InputError("no samples to fine-tune on")
     bb = load_backbone(backbone)
     init, meta = bb
+    require_sample_objects(labels, [f"{target.name}[sample {k}]" for k in range(len(labels))])
     n_val = fc.val_samples if 0 < fc.val_samples < len(boxes) else 0
     samples = sample_volumes(target, boxes, labels)
     train, val = samples[:len(samples) - n_val], samples[len(samples) - n_val:] or samples

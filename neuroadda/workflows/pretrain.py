@@ -12,6 +12,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from neuroadda.config import PretrainConfig
+from neuroadda.data.checks import require_objects
 from neuroadda.data.datamodule import AffinityDataModule
 from neuroadda.data.patches import check_target_edges
 from neuroadda.data.regions import box_to_json, cap_box
@@ -36,14 +37,17 @@ def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: s
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     vol = open_volume(source, labels=labels, require_labels=True, voxel_size=voxel_size,
                       resample_to=cfg.data.voxel_size, label_zero=label_zero)
+    require_objects(vol.labels, vol.labels.name)  # before any work: nothing to learn from 0 or 1 object
     net = build_unet(cfg.model, vol.voxel_size, aux_offsets=cfg.data.aux_offsets)
     stride = net.total_stride
     if any(p % s for p, s in zip(cfg.data.patch_size, stride)):
         raise InputError(f"data.patch_size {tuple(cfg.data.patch_size)} must be a multiple of the network's "
                          f"total stride {stride} (from model.strides)")
     dm = AffinityDataModule(vol, cfg.data, cfg.augment, cfg.train, seed=cfg.seed, offsets=net.offsets)
+    require_objects(vol.labels, vol.labels.name, cap_box(dm.val_box or dm.train_box, cfg.train.max_val_voxels),
+                    minimum=1, what="labels of the threshold-choice slab")
     check_target_edges(dm.train_dataset(), vol.name, label_zero=vol.label_zero)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)  # inputs validated: now write
     dm.offset = resume.resumed_step(out_dir) * cfg.train.batch_size
     module = AffinityModule(net=net.hparams, **cfg.loss.model_dump(), lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay, max_steps=cfg.train.max_steps,

@@ -194,6 +194,51 @@ def test_ids_near_2_63():
     assert variation_of_information(s, g)[1] == pytest.approx(1.0, abs=1e-3)
 
 
+def random_ids_near_2_63(rng, *arrays):
+    """The arrays with every non-zero id mapped one-to-one to a random uint64 in [2**63 - 2**62, 2**63 + 2**62)."""
+    ids = np.unique(np.concatenate([np.unique(a) for a in arrays]))
+    ids = ids[ids != 0]
+    new = np.uint64(2**63 - 2**62) + rng.integers(0, 2**63, size=ids.size, dtype=np.uint64)
+    assert np.unique(new).size == ids.size
+    lut = np.concatenate([[np.uint64(0)], new])
+    return [np.where(a != 0, lut[np.searchsorted(ids, a) + 1], np.uint64(0)) for a in arrays]
+
+
+def test_random_ids_near_2_63_match_small_ids_and_waterz():
+    """Ids spread over 63 bits (a lab's 64-bit body ids) take the hash-table path; a relabelling leaves VI unchanged."""
+    rng = np.random.default_rng(12)
+    seg, gt = random_pair(rng, (12, 40, 50), n_gt=40, n_seg=60, p_copy=0.7)
+    gt[:, ::7] = 0  # ignored "boundaries"
+    bs, bg = random_ids_near_2_63(rng, seg, gt)
+    assert bg.dtype == np.uint64 and int(bg.max()) > 2**63 and int(bg[bg > 0].min()) < 2**63
+    ref = sk_vi(seg, gt)
+    assert assert_matches_refs(bs, bg) == pytest.approx(ref, abs=TOL)
+    assert adapted_rand_error(bs, bg) == pytest.approx(sk_are(seg, gt), abs=TOL)
+    g_ids, s_ids, counts = contingency(bs, bg)
+    m = bg.reshape(-1) != 0
+    pairs, ref_counts = np.unique(np.stack([bg.reshape(-1)[m], bs.reshape(-1)[m]]), axis=1, return_counts=True)
+    np.testing.assert_array_equal(g_ids, pairs[0])
+    np.testing.assert_array_equal(s_ids, pairs[1])
+    np.testing.assert_array_equal(counts, ref_counts)
+
+
+def test_hash_table_collisions_and_growth(monkeypatch):
+    """Every pair hashed to slot 0 (worst case: long probe chains) and more pairs than the first table holds."""
+    rng = np.random.default_rng(13)
+    seg, gt = random_pair(rng, (6, 30, 40), n_gt=30, n_seg=40)
+    big_s, big_g = seg.astype(np.uint64) + np.uint64(2**63), np.where(gt > 0, gt.astype(np.uint64) + np.uint64(2**63), 0)
+    ref_table = contingency(seg, gt)
+    monkeypatch.setattr(vi_mod, "_MIX", np.uint64(0))
+    table = contingency(big_s, big_g)
+    np.testing.assert_array_equal(table[2], ref_table[2])
+    np.testing.assert_array_equal(table[0] - np.uint64(2**63), ref_table[0].astype(np.uint64))
+    np.testing.assert_array_equal(table[1] - np.uint64(2**63), ref_table[1].astype(np.uint64))
+    monkeypatch.undo()
+    g = rng.integers(1, 2**62, size=50_000, dtype=np.uint64) + np.uint64(2**63)  # ~50 K distinct pairs, one block
+    s = np.where(rng.random(g.size) < 0.5, g, rng.integers(0, 2**64 - 1, size=g.size, dtype=np.uint64))
+    assert variation_of_information(s, g) == pytest.approx(sk_vi(dense(s), dense(g)), abs=TOL)
+
+
 def test_many_labels():
     rng = np.random.default_rng(5)
     shape = (60, 70, 80)  # 336k voxels
@@ -234,7 +279,7 @@ def test_chunk_and_block_borders(monkeypatch, chunk, block):
         np.testing.assert_array_equal(a, b)
     assert variation_of_information(seg, gt) == pytest.approx(ref, abs=1e-12)
     assert variation_of_information(seg, gt) == pytest.approx(sk_vi(seg, gt), abs=TOL)
-    # huge ids and negative ids force the per-block fallback (runs kept unsummed)
+    # huge ids and negative ids: exact through the block hash tables and the final rank codes
     big = seg.astype(np.uint64) + np.uint64(2**63)
     assert variation_of_information(big, gt) == pytest.approx(ref, abs=TOL)
     assert variation_of_information(seg - 3, gt) == pytest.approx(ref, abs=TOL)
@@ -328,3 +373,7 @@ def test_real_gala_volume():
     assert split > 0.5 and merge > 0.5  # a crude segmentation: far from the gt
     assert adapted_rand_error(seg, labels) == pytest.approx(sk_are(seg, labels), abs=TOL)
     assert variation_of_information(labels, labels) == (0.0, 0.0)
+    bs, bg = random_ids_near_2_63(np.random.default_rng(14), seg, labels)  # the same, with 64-bit body ids
+    assert variation_of_information(bs, bg) == pytest.approx((split, merge), abs=TOL)
+    w = wz(bs, bg)
+    assert (w["voi_split"], w["voi_merge"]) == pytest.approx((split, merge), abs=TOL)

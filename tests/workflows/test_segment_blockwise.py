@@ -133,7 +133,7 @@ def test_output_is_ome_zarr_with_the_voxel_size(affs_zarr, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--block-size", "0", "16", "16"], "block size must be 3 positive integers"),
-    (["--block-size", "8", "16", "16", "--threshold", "1.5"], "threshold must be in (0, 1)"),
+    (["--block-size", "8", "16", "16", "--threshold", "1.5"], "must be a number in (0, 1)"),
     (["--block-size", "8", "16", "16", "--context", "-1"], "context must be a non-negative integer"),
     (["--workers", "2"], "need --block-size"),
 ])

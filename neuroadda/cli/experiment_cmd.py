@@ -35,7 +35,26 @@ def register(sub) -> None:
     t = sub.add_parser("run-task", help="run one task of a tasks file (what a SLURM array element calls)")
     t.add_argument("--tasks", required=True, help="OUT/slurm/<target>.tasks.json")
     t.add_argument("--index", type=nonneg_int, required=True, help="task index ($SLURM_ARRAY_TASK_ID)")
-    t.set_defaults(func=lambda a: __import__("neuroadda.cluster.grid", fromlist=["run_task"]).run_task(a.tasks, a.index))
+    t.set_defaults(func=run_task)
+
+
+def run_task(args) -> int:
+    """One array element: a transfer-study task (a list of study elements) or an experiment task (argv)."""
+    from neuroadda.errors import InputError
+
+    try:
+        from neuroadda.workflows.study_submit import is_study_tasks
+
+        data = is_study_tasks(args.tasks)
+    except (OSError, ValueError) as e:
+        raise InputError(f"--tasks {args.tasks}: cannot read it as a tasks file ({e})") from None
+    if data is not None:
+        from neuroadda.workflows.study_submit import run_task as run_study_task
+
+        return run_study_task(data, args.index)
+    from neuroadda.cluster.grid import run_task as run_grid_task
+
+    return run_grid_task(args.tasks, args.index)
 
 
 def run_experiment(args) -> int:

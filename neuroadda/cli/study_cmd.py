@@ -15,15 +15,35 @@ def register(sub) -> None:
     p.add_argument("--aggregate-only", action="store_true", help="only collect the finished elements")
     p.add_argument("--plan", action="store_true", help="print the elements and whether each is done, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--submit", action="store_true",
+                   help="submit to SLURM instead: a prepare array (missing backbones, sample sets), an elements array "
+                        "(one task per fine-tune, zero-shot and estimator group) and the aggregation, each "
+                        "--dependency=afterok on the one before; scripts in OUT/slurm")
+    p.add_argument("--dry-run", action="store_true", help="with --submit: write and print the scripts and sbatch "
+                                                          "commands only")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from neuroadda.config import TransferStudyConfig, load_config
+    from neuroadda.errors import InputError
     from neuroadda.workflows import study
     from neuroadda.workflows.study_results import collect, write_results
 
     cfg = load_config(args.config, TransferStudyConfig, overrides={"out": args.out})
+    if args.dry_run and not args.submit:
+        raise InputError("--dry-run goes with --submit")
+    if args.submit:
+        from neuroadda.workflows.study_submit import submit
+
+        res = submit(cfg, dry_run=args.dry_run)
+        for stage in ("prepare", "elements"):
+            if res[stage]:
+                print(f"{stage}: {res[stage]['n_tasks']} array task(s), {res[stage]['script']}")
+        print("\n".join(res["commands"]))
+        if res["job_ids"]:
+            print("submitted: " + ", ".join(f"{k} {v}" for k, v in res["job_ids"].items()))
+        return 0
     study.check(cfg)
     if args.plan:
         els = study.plan(cfg)

@@ -57,7 +57,8 @@ def absolute(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg
 
 
-def _directives(cfg: ExperimentConfig) -> str:
+def directives(cfg) -> str:
+    """``#SBATCH`` lines for partition, account and GPUs from ``cfg.resources`` (names checked)."""
     r, lines = cfg.resources, []
     for flag, value in (("partition", r.partition), ("account", r.account)):
         if value is not None:
@@ -80,14 +81,14 @@ def write_scripts(cfg: ExperimentConfig, config_file: str | Path) -> dict:
     cfg = absolute(cfg)
     d = Path(cfg.out) / "slurm"
     q, py = shlex.quote, shlex.quote(sys.executable)
-    common = {"workdir": q(str(d)), "python": py, "directives": _directives(cfg), "ntasks": max(1, cfg.resources.gpus),
+    common = {"workdir": q(str(d)), "python": py, "directives": directives(cfg), "ntasks": max(1, cfg.resources.gpus),
               "cpus": cfg.resources.cpus, "mem": cfg.resources.mem, "time": cfg.resources.time}
     (d / "logs").mkdir(parents=True, exist_ok=True)  # everything validated: now write
 
     def array(stem: str, target: str | None, n_tasks: int) -> dict:
         tasks_file = write_tasks(cfg, target, d / f"{stem}.tasks.json")
         script = d / f"{stem}.sbatch"
-        _write(script, render("array.sbatch", job_name=f"{cfg.name}-{stem}", last_index=n_tasks - 1,
+        write_text(script, render("array.sbatch", job_name=f"{cfg.name}-{stem}", last_index=n_tasks - 1,
                               tasks_file=q(str(tasks_file)), **common))
         return {"script": str(script), "tasks": str(tasks_file)}
 
@@ -98,12 +99,14 @@ def write_scripts(cfg: ExperimentConfig, config_file: str | Path) -> dict:
     arrays = [{"target": t, **array(safe_name(t), t, len(tasks(cfg, t)))} for t in cfg.targets]
     cfg_copy = write_json(d / "experiment.json", cfg.model_dump(mode="json"))
     agg = d / "aggregate.sbatch"
-    _write(agg, render("aggregate.sbatch", job_name=f"{cfg.name}-aggregate", config_file=q(str(cfg_copy)),
+    write_text(agg, render("aggregate.sbatch", job_name=f"{cfg.name}-aggregate", verb="experiment",
+                           config_file=q(str(cfg_copy)),
                        **{k: common[k] for k in ("workdir", "python", "directives")}))
     return {"dir": str(d), "pretrain": pre, "arrays": arrays, "aggregate": str(agg), "config": str(config_file)}
 
 
-def _write(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file."""
     import os
 
     tmp = path.with_name(path.name + ".tmp")
@@ -133,16 +136,16 @@ def submit(cfg: ExperimentConfig, config_file: str | Path, *, dry_run: bool = Fa
     if dry_run:
         return {**scripts, "commands": [shlex.join(c) for c in sbatch_commands(scripts)], "job_ids": None,
                 "pretrain_job_id": None}
-    pre = _sbatch(sbatch_commands(scripts)[0]) if scripts["pretrain"] else None
-    ids = [_sbatch(cmd) for cmd in sbatch_commands(scripts, pretrain_id=pre)[int(pre is not None):-1]]
+    pre = sbatch(sbatch_commands(scripts)[0]) if scripts["pretrain"] else None
+    ids = [sbatch(cmd) for cmd in sbatch_commands(scripts, pretrain_id=pre)[int(pre is not None):-1]]
     final = sbatch_commands(scripts, ids, pre)
-    ids.append(_sbatch(final[-1]))
+    ids.append(sbatch(final[-1]))
     result = {**scripts, "commands": [shlex.join(c) for c in final], "job_ids": ids, "pretrain_job_id": pre}
     write_json(Path(scripts["dir"]) / "submitted.json", result)
     return result
 
 
-def _sbatch(cmd: list[str]) -> str:
+def sbatch(cmd: list[str]) -> str:
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:

@@ -257,18 +257,26 @@ def _intensity_features(raw: np.ndarray, norm) -> np.ndarray:
     return np.concatenate([[x.mean(), x.std()], hist])
 
 
+def scratch_path(cfg: TransferStudyConfig, target: str) -> Path:
+    return Path(cfg.out) / safe(target) / "scratch_init.pt"
+
+
 def scratch_init(cfg: TransferStudyConfig, target: str) -> Path:
     """A freshly initialised network for the scratch arm: the default pretraining architecture and patch at the
     target's voxel size (so scratch is not handicapped by a source's strides)."""
     from neuroadda.models.unet import build_unet
     from neuroadda.models.checkpoint import save_backbone
 
-    path = Path(cfg.out) / safe(target) / "scratch_init.pt"
+    import torch
+
+    path = scratch_path(cfg, target)
     if path.is_file():
         return path
     vol = target_data(cfg, target)[0]
     pc = pretrain_config(cfg, target)
-    net = build_unet(pc.model, vol.voxel_size, aux_offsets=pc.data.aux_offsets)
+    with torch.random.fork_rng(devices=[]):  # the same initial weights wherever (and however often) it is made
+        torch.manual_seed(pc.seed)
+        net = build_unet(pc.model, vol.voxel_size, aux_offsets=pc.data.aux_offsets)
     return save_backbone(path, net, {"kind": "scratch-template", "source": None, "voxel_size": list(vol.voxel_size),
                                      "patch_size": list(pc.data.patch_size), "normalization": pc.data.normalization,
                                      "config": pc.model_dump(mode="json")})

@@ -28,7 +28,7 @@ def run(args) -> int:
     from neuroadda.config import TransferStudyConfig, load_config
     from neuroadda.errors import InputError
     from neuroadda.workflows import study
-    from neuroadda.workflows.study_results import collect, write_results
+    from neuroadda.workflows.study_results import collect, decide_defaults, write_results
 
     cfg = load_config(args.config, TransferStudyConfig, overrides={"out": args.out})
     if args.dry_run and not args.submit:
@@ -54,7 +54,7 @@ def run(args) -> int:
         return 0
     if not args.aggregate_only:
         study.run(cfg, progress=not args.quiet)
-    res = collect(cfg)
+    res = decide_defaults(collect(cfg))
     paths = write_results(res, cfg.out)
     print(open(paths["md"]).read(), end="")
     print(f"wrote {', '.join(str(p) for p in paths.values())}"

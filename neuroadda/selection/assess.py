@@ -95,3 +95,29 @@ def noise_ceiling(vi_by_seed: dict[str, list[float]]) -> float:
         if np.isfinite(r):
             vals.append(r)
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def choose_default(assessed: dict[str, dict], candidates: list[str], *, incumbent: str = "mmd2") -> dict:
+    """The pre-registered rule for the default estimator among ``candidates`` (names in ``assessed``, the output
+    of :func:`pooled` per estimator): lowest mean regret, ties broken by higher top-1 then higher pooled
+    Spearman; it must also beat the random order's regret, and it must have no larger regret than the
+    ``incumbent`` on any target, else the incumbent stays. Returns ``{"name", "why"}``."""
+    rows = {n: assessed[n] for n in candidates if n in assessed and np.isfinite(assessed[n]["regret"])}
+    if not rows:
+        return {"name": incumbent, "why": "no candidate was assessed"}
+    key = {n: (round(r["regret"], 9), -r["top1"], -(r["spearman"] if np.isfinite(r["spearman"]) else -1))
+           for n, r in rows.items()}
+    best = min(rows, key=lambda n: key[n])
+    rand = assessed.get("random order", {}).get("regret", float("inf"))
+    inc = assessed.get(incumbent)
+    if best != incumbent and inc is not None:
+        worse = [t for t, r in rows[best]["per_target"].items()
+                 if r["regret"] > inc["per_target"].get(t, {}).get("regret", float("inf")) + 1e-12]
+        if worse:
+            return {"name": incumbent, "why": f"{best} had the lowest mean regret but a larger regret than "
+                                              f"{incumbent} on {', '.join(worse)}"}
+    if not rows[best]["regret"] < rand:
+        return {"name": best, "why": f"lowest mean regret ({rows[best]['regret']:.3f} bits) of the candidates, "
+                                     f"but not below a random order's ({rand:.3f}): no estimator beat chance"}
+    return {"name": best, "why": f"lowest mean regret ({rows[best]['regret']:.3f} bits; random order {rand:.3f}), "
+                                 f"top-1 {rows[best]['top1']:.2f}, pooled Spearman {rows[best]['spearman']:.2f}"}

@@ -18,7 +18,8 @@ from neuroadda.errors import InputError
 from neuroadda.metrics.stats import bootstrap_ci, mean_sd, wilcoxon_signed_rank
 from neuroadda.report import save_figure, write_json
 from neuroadda.selection.estimators import needs_labels
-from neuroadda.selection.assess import modality_scores, noise_ceiling, pooled, random_order_baseline
+from neuroadda.selection.assess import (choose_default, modality_scores, noise_ceiling, pooled,
+                                       random_order_baseline)
 
 SCRATCH = "scratch"
 
@@ -76,6 +77,20 @@ def collect(cfg) -> dict:
         main.update({"zero_shot": zs, "estimators": est, "modality": modality(t.name),
                      "source_modality": {s: modality(s) for s in srcs}})
         res["targets"][t.name] = main
+    return res
+
+
+def decide_defaults(res: dict) -> dict:
+    """Set ``default_estimator`` (label-free: what ``select-source`` uses before annotation) and
+    ``default_labelled_estimator`` (``select-source --labels``) by :func:`~neuroadda.selection.assess.choose_default`,
+    with the reason in ``default_why``; returns ``res``."""
+    est = assess_estimators(res)["estimators"]
+    names = sorted({n for b in res["targets"].values() for n in b["estimators"]})
+    free = choose_default(est, [n for n in names if not needs_labels(n)])
+    labelled = choose_default(est, [n for n in names if needs_labels(n)],
+                              incumbent=next((n for n in names if needs_labels(n)), "zero-shot-vi"))
+    res.update({"default_estimator": free["name"], "default_labelled_estimator": labelled["name"],
+                "default_why": {"label-free": free["why"], "labelled": labelled["why"]}})
     return res
 
 
@@ -156,6 +171,12 @@ def tables(res: dict) -> str:
         per = ", ".join(f"{t} {f(r['spearman'], 2)}" for t, r in e["per_target"].items())
         lines.append(f"| {name} | {f(e['spearman'], 2)} | {f(e['p_value'], 3)} | {f(e['top1'], 2)} | "
                      f"{f(e['regret'])} | {per} |")
+    why = res.get("default_why") or {}
+    lines += ["", f"Default before annotation: **{res.get('default_estimator', 'not decided')}** "
+                  f"({why.get('label-free', 'not decided')})."]
+    if res.get("default_labelled_estimator"):
+        lines.append(f"Default with labelled samples (`--labels`): **{res['default_labelled_estimator']}** "
+                     f"({why.get('labelled', 'not decided')}).")
     return "\n".join(lines) + "\n"
 
 

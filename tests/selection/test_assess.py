@@ -67,3 +67,38 @@ def test_results_md_reads_the_numbers():
     assert "| t (n=4, 3) | 3.033 ± 0.153 | 1.000 ± 0.200 | 2.000 ± 0.000 |" in md
     assert "| t | good | 4.000 | -1.000" in md and "better than scratch" in md and "negative transfer" in md
     assert "| mmd2 | 1.00 |" in md  # good (0.1) ranked before bad (0.2): Spearman 1 over 2 sources
+
+
+def _row(regrets: dict, top1=0.5, rho=0.0):
+    return {"per_target": {t: {"regret": r} for t, r in regrets.items()}, "regret": float(np.mean(list(regrets.values()))),
+            "top1": top1, "spearman": rho}
+
+
+def test_choose_default_lowest_regret_ties_by_top1_then_spearman():
+    from neuroadda.selection.assess import choose_default
+
+    rand = _row({"t1": 0.3, "t2": 0.3})
+    est = {"random order": rand, "mmd2": _row({"t1": 0.2, "t2": 0.2}),
+           "a": _row({"t1": 0.1, "t2": 0.1}, top1=0.5), "b": _row({"t1": 0.1, "t2": 0.1}, top1=1.0, rho=0.1),
+           "c": _row({"t1": 0.1, "t2": 0.1}, top1=1.0, rho=0.5)}
+    assert choose_default(est, ["mmd2", "a", "b", "c"])["name"] == "c"
+    assert choose_default(est, ["mmd2", "a", "b"])["name"] == "b"
+    assert choose_default(est, ["mmd2", "a"])["name"] == "a"
+
+
+def test_choose_default_keeps_the_incumbent_when_the_winner_is_worse_on_one_target():
+    from neuroadda.selection.assess import choose_default
+
+    est = {"random order": _row({"t1": 0.5, "t2": 0.5}), "mmd2": _row({"t1": 0.2, "t2": 0.0}),
+           "x": _row({"t1": 0.0, "t2": 0.1})}  # mean 0.05 < 0.1, but worse than mmd2 on t2
+    out = choose_default(est, ["mmd2", "x"])
+    assert out["name"] == "mmd2" and "t2" in out["why"]
+
+
+def test_choose_default_says_when_nothing_beats_chance():
+    from neuroadda.selection.assess import choose_default
+
+    est = {"random order": _row({"t1": 0.1}), "mmd2": _row({"t1": 0.2})}
+    out = choose_default(est, ["mmd2"])
+    assert out["name"] == "mmd2" and "no estimator beat chance" in out["why"]
+    assert choose_default({}, ["mmd2"])["name"] == "mmd2"

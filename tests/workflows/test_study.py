@@ -69,7 +69,8 @@ def test_study_end_to_end_shape_and_stats(study_env, capsys):
     tmp_path, cfg = study_env
     assert main(["transfer-study", "--config", str(cfg), "--quiet"]) == 0
     res = _results(tmp_path)
-    assert set(res["targets"]) == {"a", "b"} and res["default_estimator"] == "mmd2"
+    assert set(res["targets"]) == {"a", "b"} and res["default_estimator"] in {"mmd2", "compat+entropy"}
+    assert res["default_labelled_estimator"] == "zero-shot-vi" and set(res["default_why"]) == {"label-free", "labelled"}
     a = res["targets"]["a"]
     assert a["n"] == 1 and a["seeds"] == [0, 1] and set(a["arms"]) == {"b", "c", "scratch"}
     for arm in a["arms"].values():

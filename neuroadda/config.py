@@ -107,11 +107,14 @@ class PretrainConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
-def check_strategy(name: str) -> str:
-    from neuroadda.active.strategies import STRATEGIES
+# The sample-selection strategies (neuroadda.active.strategies.STRATEGIES implements exactly these; a test
+# checks the two agree), named here so the configs below the stages need not import them.
+STRATEGY_NAMES = ("median-uncertainty", "max-uncertainty", "random", "k-center", "median-diverse")
 
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+
+def check_strategy(name: str) -> str:
+    if name not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGY_NAMES)}")
     return name
 
 

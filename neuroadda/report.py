@@ -5,29 +5,46 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_json(path: str | Path, data) -> Path:
-    """Write ``data`` as indented JSON to ``path`` via a temporary file."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (``.NAME.PID.tmp``: hidden, no suffix a reader globs for, unique
+    per process as two may write one file) to write into; on success it is renamed onto ``path``, on an
+    exception removed. Every file the tool writes goes through here, so a reader never sees a half-written one
+    and a killed run leaves at most a ``.tmp`` file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique: two processes may write the same file
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-    return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, data) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    return write_text(path, json.dumps(data, indent=2, default=float) + "\n")
 
 
 def save_npz(path: str | Path, **arrays) -> Path:
-    """Write ``arrays`` compressed to ``path`` (.npz) via a temporary file."""
+    """Write ``arrays`` compressed to ``path`` (.npz) atomically."""
     import numpy as np
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy appends no .npz
+        np.savez_compressed(f, **arrays)
+    return Path(path)
 
 
 def label_colors(labels, seed: int = 0):
@@ -56,13 +73,12 @@ def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
     """Save a matplotlib figure as PNG via a temporary file, then close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def tmp_path_for(path: str | os.PathLike) -> str:

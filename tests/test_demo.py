@@ -10,7 +10,7 @@ import yaml
 
 from neuroadda.cli.main import main
 from neuroadda.config import DemoConfig, load_config
-from neuroadda.demo import DEFAULT_CONFIG, backbone_paths
+from neuroadda.workflows.demo import DEFAULT_CONFIG, backbone_paths
 from neuroadda.errors import ConfigError
 from neuroadda.models.checkpoint import load_backbone
 from tests.active.test_adapt import _volume

@@ -91,7 +91,7 @@ def test_wheel_holds_the_package_data_and_no_crops(installed):
 
 
 def test_installed_package_reads_its_own_data(installed, tmp_path):
-    code = ("import neuroadda, neuroadda.demo as d, neuroadda.paths as p\n"
+    code = ("import neuroadda, neuroadda.workflows.demo as d, neuroadda.paths as p\n"
             "from neuroadda.config import DemoConfig, load_config\n"
             "cfg = load_config(d.DEFAULT_CONFIG, DemoConfig)\n"
             "print(neuroadda.__file__); print(p.resource_root()); print(p.checkout_root())\n"

@@ -8,7 +8,6 @@ z slice). The annotator adds a ``labels`` dataset to the .h5, or returns ``NAME_
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,10 @@ def _attr_value(v: Any):
 
 def _replace_atomically(path: Path, write) -> None:
     """Call ``write(tmp)`` on ``.NAME.tmp`` in the same folder, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    from neuroadda.report import atomic_path
+
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export_samples(raw, boxes: list[Box], out_dir, *, names: list[str], voxel_size,

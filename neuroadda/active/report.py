@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroadda.report import label_colors, save_figure, write_json
+from neuroadda.report import label_colors, save_figure, write_json, write_text
 
 METRICS = ("vi", "vi_split", "vi_merge", "adapted_rand")
 ARMS = ("finetuned", "scratch")
@@ -169,13 +169,8 @@ def report_figure(report: dict):
 
 def write_report(report: dict, out_dir: str | Path) -> Path:
     """``report.json``, ``report.md`` and ``report.png`` in ``out_dir`` (each written atomically)."""
-    import os
-
     out_dir = Path(out_dir)
-    md = out_dir / "report.md"
-    tmp = md.with_name("report.md.tmp")
-    tmp.write_text(markdown(report))
-    os.replace(tmp, md)
+    write_text(out_dir / "report.md", markdown(report))
     plot_report(report, out_dir / "report.png")
     return write_json(out_dir / "report.json", report)
 

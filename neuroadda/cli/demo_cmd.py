@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from neuroadda.demo import run_demo
+    from neuroadda.workflows.demo import run_demo
 
     summary = run_demo(args.out, config=args.config, retrain=args.retrain, fresh=not args.resume,
                        progress=not args.quiet)

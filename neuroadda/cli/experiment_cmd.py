@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from neuroadda.cli.common import nonneg_int
 
 
@@ -52,9 +55,13 @@ def run_task(args) -> int:
         from neuroadda.workflows.study_submit import run_task as run_study_task
 
         return run_study_task(data, args.index)
-    from neuroadda.cluster.grid import run_task as run_grid_task
+    from neuroadda.cli.main import main
 
-    return run_grid_task(args.tasks, args.index)
+    if not 0 <= args.index < len(data := json.loads(Path(args.tasks).read_text())["tasks"]):
+        raise InputError(f"--tasks {args.tasks}: no task {args.index} (it has {len(data)})")
+    task = data[args.index]
+    print(f"task {args.index}: {task.get('label') or task['target']} -> {task['out']}", flush=True)
+    return main(task["argv"])
 
 
 def run_experiment(args) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 
 from neuroadda.config import ExperimentConfig
 from neuroadda.data.cards import get_card
-from neuroadda.report import save_figure, write_json
+from neuroadda.report import save_figure, write_json, write_text
 from neuroadda.selection.select import safe_name
 
 
@@ -118,19 +118,6 @@ def write_tasks(cfg: ExperimentConfig, target: str | None, path: str | Path) -> 
                              "tasks": [asdict(t) | {"label": t.label, "argv": t.argv(cfg)} for t in todo]})
 
 
-def run_task(tasks_file: str | Path, index: int) -> int:
-    """Run task ``index`` of ``tasks_file`` in this process (the body of one SLURM array element)."""
-    from neuroadda.cli.main import main
-    from neuroadda.errors import InputError
-
-    data = json.loads(Path(tasks_file).read_text())
-    if not 0 <= index < len(data["tasks"]):
-        raise InputError(f"{tasks_file}: no task {index} (it has {len(data['tasks'])})")
-    task = data["tasks"][index]
-    print(f"task {index}: {task.get('label') or task['target']} -> {task['out']}", flush=True)
-    return main(task["argv"])
-
-
 def aggregate(cfg: ExperimentConfig, *, require_all: bool = False) -> dict:
     """Collect every finished task's report: VI per (target, n, strategy, arm) as mean ± sd over seeds and the
     % reduction vs scratch. Writes OUT/results.json, OUT/results.md and OUT/vi_vs_n.png."""
@@ -191,7 +178,6 @@ def transfer_summary(transfer: dict) -> dict:
 
 
 def _write_markdown(summary: dict, path: Path) -> None:
-    import os
 
     lines = ["| target | source | n | strategy | seeds | fine-tuned VI | scratch VI | reduction |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(summary["results"], key=lambda r: (r["target"], r["strategy"], r["n"])):
@@ -203,10 +189,7 @@ def _write_markdown(summary: dict, path: Path) -> None:
                                                           for r in t["sources"])
                   + ("" if t["spearman_score_vs_vi"] is None else f"; Spearman {t['spearman_score_vs_vi']:.2f} "
                                                                   f"(p = {t['spearman_p']:.2f})")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def plot_vi_vs_n(results: list[dict], path: Path) -> Path:

@@ -17,7 +17,7 @@ from string import Template
 from neuroadda.cluster.grid import backbones_dir, pretrain_tasks, tasks, validate, write_tasks
 from neuroadda.config import ExperimentConfig
 from neuroadda.errors import InputError
-from neuroadda.report import write_json
+from neuroadda.report import write_json, write_text
 from neuroadda.selection.select import safe_name
 
 _SAFE = re.compile(r"^[A-Za-z0-9._,:=-]+$")
@@ -105,13 +105,6 @@ def write_scripts(cfg: ExperimentConfig, config_file: str | Path) -> dict:
     return {"dir": str(d), "pretrain": pre, "arrays": arrays, "aggregate": str(agg), "config": str(config_file)}
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file."""
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def sbatch_commands(scripts: dict, array_ids: list[str] | None = None, pretrain_id: str | None = None

@@ -8,7 +8,6 @@ chosen on, labels kind, whether the model learned), so no caller digs through th
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import subprocess
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,6 +17,7 @@ import torch
 from neuroadda._version import __version__
 from neuroadda.errors import InputError
 from neuroadda.models.unet import AffinityUNet
+from neuroadda.report import atomic_path
 
 FORMAT = "neuroadda-backbone-v1"
 
@@ -43,9 +43,8 @@ def save_backbone(path: str | Path, net: AffinityUNet, meta: dict[str, Any]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "net": net.hparams, "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                "code_version": code_version(), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(), **meta}
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from neuroadda.errors import InputError, NeuroAddaError
 from neuroadda.data import regions
+from neuroadda.report import write_json
 
 CLUSTERS = ("local", "slurm")
 
@@ -101,10 +102,7 @@ class _PerBlock:
         self.fn(info)
         stats = {"index": info.index, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-        tmp = os.path.join(self.stats_dir, f".{info.index}.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(stats, f)
-        os.replace(tmp, os.path.join(self.stats_dir, f"{info.index}.json"))
+        write_json(os.path.join(self.stats_dir, f"{info.index}.json"), stats)
 
 
 class _SlurmWorker:

@@ -36,7 +36,7 @@ import zarr
 from neuroadda.data.io import open_array, split_spec
 from neuroadda.data.ome import create_image
 from neuroadda.errors import InputError
-from neuroadda.report import finalize_zarr, save_npz, tmp_path_for
+from neuroadda.report import atomic_path, finalize_zarr, save_npz, tmp_path_for, write_text
 from neuroadda.segmentation.blockwise import (as_float_affinities, block_fragments, boundary_slabs, concat_edges,
                                               core_edges, face_edges, sum_edges)
 from neuroadda.segmentation.graph import (consecutive_labels, edge_scores, mean_affinity_agglomeration,
@@ -161,13 +161,11 @@ def _global_graph(work: Path, infos, threshold: float, agglomeration: str, key: 
         roots = threshold_components(len(ids), u, v, edge_scores(sums, counts), threshold)
     lut = consecutive_labels(roots)
     for name, arr in (("ids", ids), (f"{key}.lut", lut)):
-        tmp = g / f".{name}.npy.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_path(g / f"{name}.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, arr)
-        os.replace(tmp, g / f"{name}.npy")
     stats = {"fragments": int(len(ids)), "edges": int(len(u)), "segments": int(lut.max()) if len(ids) else 0,
              "seconds": time.perf_counter() - t0}
-    stats_path.write_text(json.dumps(stats))
+    write_text(stats_path, json.dumps(stats))
     return stats
 
 

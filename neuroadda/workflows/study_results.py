@@ -16,7 +16,7 @@ import numpy as np
 
 from neuroadda.errors import InputError
 from neuroadda.metrics.stats import bootstrap_ci, mean_sd, wilcoxon_signed_rank
-from neuroadda.report import save_figure, write_json
+from neuroadda.report import save_figure, write_json, write_text
 from neuroadda.selection.estimators import needs_labels
 from neuroadda.selection.assess import (choose_default, modality_scores, noise_ceiling, pooled,
                                        random_order_baseline)
@@ -265,11 +265,7 @@ def write_results(res: dict, out: str | Path) -> dict:
     """Write results.json, results.md and the figures into ``out``; returns the paths."""
     out = Path(out)
     paths = {"json": write_json(out / "results.json", res)}
-    md = out / "results.md"
-    tmp = md.with_name("results.md.tmp")
-    tmp.write_text(tables(res))
-    tmp.replace(md)
-    paths["md"] = md
+    paths["md"] = write_text(out / "results.md", tables(res))
     if any(b["seeds"] for b in res["targets"].values()):
         paths["matrix"] = plot_matrix(res, out / "vi_matrix.png")
         try:

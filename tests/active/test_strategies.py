@@ -54,3 +54,6 @@ def test_errors():
         with pytest.raises(ValueError, match="embeddings"):
             select(name, [1.0, 2.0], 1)
     assert set(STRATEGIES) == {"median-uncertainty", "max-uncertainty", "random", "k-center", "median-diverse"}
+    from neuroadda.config import STRATEGY_NAMES
+
+    assert tuple(STRATEGIES) == STRATEGY_NAMES  # the config's names are the implemented ones

@@ -121,7 +121,7 @@ REFUSED = [
     ("pretrain-voxel", ["pretrain", "--source", "{d}/ok.h5", "--voxel-size", "0", "10", "10"],
      "argument --voxel-size: must be a number > 0, got 0"),
     ("finetune-zeros", ["finetune", "--target", "{d}/zeros.h5", "--samples", "{d}/sel_zeros/samples.json",
-                        "--backbone", "{d}/bb.pt", *A], "zeros.h5:labels [0:8, 16:32, 0:16]: all labels are 0"),
+                        "--backbone", "{d}/bb.pt", *A], "]: all labels are 0 (unlabelled): nothing to train on"),
     ("finetune-single", ["finetune", "--target", "{d}/single.h5", "--samples", "{d}/sel_single/samples.json",
                          "--backbone", "{d}/bb.pt", *A], "the samples' labels hold a single object (id 7) in all"),
     ("finetune-max-steps", ["finetune", "--target", "{d}/ok.h5", "--samples", "{d}/sel_zeros/samples.json", "--backbone",

@@ -147,8 +147,9 @@ def gala_path(name: str) -> Path:
 
 
 def run_ours(seed: int, args, work: Path) -> dict:
-    from neuroadda.models.checkpoint import load_backbone
     import zarr
+
+    from neuroadda.models.checkpoint import load_backbone
 
     d = work / f"ours-seed{seed}"
     d.mkdir(parents=True, exist_ok=True)

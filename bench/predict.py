@@ -43,17 +43,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import monai  # noqa: E402
 import torch  # noqa: E402
 import zarr  # noqa: E402
-import monai  # noqa: E402
 from monai.inferers import sliding_window_inference  # noqa: E402
 
 from neuroadda.data.normalize import fit_normalizer  # noqa: E402
 from neuroadda.data.volume import open_volume  # noqa: E402
 from neuroadda.inference import open_prediction_zarr, predict_blockwise  # noqa: E402
-from neuroadda.workflows.predict import predict_volume  # noqa: E402
-from neuroadda.models.unet import AffinityUNet, auto_strides  # noqa: E402
 from neuroadda.models.checkpoint import load_backbone, save_backbone  # noqa: E402
+from neuroadda.models.unet import AffinityUNet, auto_strides  # noqa: E402
+from neuroadda.workflows.predict import predict_volume  # noqa: E402
 
 NEUROPROOF = ROOT / "datasets/data/drosophila_medulla_fibsem_neuroproof/training_sample2.h5"
 VOXEL = (10.0, 10.0, 10.0)

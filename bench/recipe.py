@@ -63,10 +63,10 @@ def child(arg: str) -> None:
     from neuroadda.config import PretrainConfig, default_config_dir, load_config
     from neuroadda.data.volume import open_volume
     from neuroadda.metrics.vi import evaluate_segmentation
+    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.report import write_json
     from neuroadda.segmentation.agglomerate import segmentations
     from neuroadda.segmentation.threshold import predict_region
-    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.workflows.pretrain import pretrain
 
     a = json.loads(arg)

@@ -10,9 +10,9 @@ import yaml
 
 from neuroadda.cli.main import main
 from neuroadda.config import DemoConfig, load_config
-from neuroadda.workflows.demo import DEFAULT_CONFIG, backbone_paths
 from neuroadda.errors import ConfigError
 from neuroadda.models.checkpoint import load_backbone
+from neuroadda.workflows.demo import DEFAULT_CONFIG, backbone_paths
 from tests.active.test_adapt import _volume
 
 

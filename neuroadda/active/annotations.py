@@ -16,6 +16,7 @@ import numpy as np
 from neuroadda.data.regions import Box, box_shape, format_box, normalize_box
 from neuroadda.errors import InputError
 
+
 def _attr_value(v: Any):
     """A value h5py can store as an attribute; dicts, None and non-numeric lists become JSON strings."""
     if isinstance(v, (dict, type(None))):

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuroadda.selection.embed import pool_features
 from neuroadda.data.regions import box_shape
+from neuroadda.selection.embed import pool_features
 
 METHODS = ("entropy", "tta", "mc_dropout")
 _EPS = 1e-6

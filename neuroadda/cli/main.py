@@ -20,8 +20,17 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from neuroadda.cli import (adapt_cmd, datasets_cmd, demo_cmd, evaluate_cmd, experiment_cmd, infer_cmd, select_cmd,
-                               study_cmd, train_cmd)
+    from neuroadda.cli import (
+        adapt_cmd,
+        datasets_cmd,
+        demo_cmd,
+        evaluate_cmd,
+        experiment_cmd,
+        infer_cmd,
+        select_cmd,
+        study_cmd,
+        train_cmd,
+    )
 
     parser = Parser(
         prog="neuroadda",

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroadda.cli.common import (add_backbone_args, add_logger_arg, at_least_4, backbones_from_args, nonneg_int,
-                                  positive_float, space_arg, track_run)
+from neuroadda.cli.common import (
+    add_backbone_args,
+    add_logger_arg,
+    at_least_4,
+    backbones_from_args,
+    nonneg_int,
+    positive_float,
+    space_arg,
+    track_run,
+)
 
 
 def register(sub) -> None:

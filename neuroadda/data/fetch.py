@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import socket
 import tarfile
 import tempfile
 import urllib.error
@@ -114,7 +113,7 @@ def _download(f: CardFile, target: Path, *, progress: bool) -> None:
                 raise InputError(f"download failed: {f.url}: HTTP {e.code} {e.reason}") from None
             except urllib.error.URLError as e:
                 raise InputError(f"download failed: {f.url}: {e.reason}") from None
-            except (OSError, socket.timeout, ValueError) as e:  # reset connection, timeout, bad URL
+            except (TimeoutError, OSError, ValueError) as e:  # reset connection, timeout, bad URL
                 raise InputError(f"download failed: {f.url}: {e.__class__.__name__}: {e}") from None
         got = h.hexdigest()
         if f.size_bytes is not None and n != f.size_bytes:

@@ -7,8 +7,15 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from monai.data import get_track_meta, set_track_meta
-from monai.transforms import (Compose, RandFlipd, RandGaussianNoised, RandGaussianSmoothd, RandRotate90d,
-                              RandScaleIntensityd, RandShiftIntensityd)
+from monai.transforms import (
+    Compose,
+    RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
+    RandRotate90d,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+)
 
 from neuroadda.data.affinities import OFFSETS, affinities_from_labels
 from neuroadda.data.regions import Box, full_box

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card, missing_files_hint
 from neuroadda.data.io import open_array, split_spec
+from neuroadda.data.regions import Box, box_shape
 from neuroadda.errors import InputError
 
-from neuroadda.data.regions import Box, box_shape
 _VOXEL_ATTRS = ("resolution_nm", "voxel_size_nm", "voxel_size", "resolution")
 LABEL_ZERO = {"boundary": "boundary", "unlabelled": "unlabelled", "unlabeled": "unlabelled"}
 

@@ -34,9 +34,9 @@ import zarr
 from monai.inferers import sliding_window_inference
 from tqdm.auto import tqdm
 
+from neuroadda.data.regions import box_shape
 from neuroadda.errors import InputError
 from neuroadda.report import finalize_zarr, tmp_path_for  # noqa: F401  (their old home: re-exported)
-from neuroadda.data.regions import box_shape
 
 # default cap on the voxels read per block (core + window margins): ~24 B/voxel -> ~0.4 GB at 2**24
 MAX_BLOCK_VOXELS = 2**24

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from monai.networks.nets import UNet
 from monai.networks.layers.simplelayers import SkipConnection
+from monai.networks.nets import UNet
 from torch import nn
 
 

@@ -9,9 +9,9 @@ import numpy as np
 from neuroadda.data.io import short_name
 from neuroadda.data.volume import check_patch_fits, open_volume
 from neuroadda.errors import InputError
+from neuroadda.models.checkpoint import load_backbone
 from neuroadda.report import write_json
 from neuroadda.selection.select import EmbedSettings, embed_volume, embedding_space
-from neuroadda.models.checkpoint import load_backbone
 
 
 def mmd_matrix(datasets: list[str], encoder: str | Path, settings: EmbedSettings = EmbedSettings(), *,

@@ -19,10 +19,16 @@ from scipy.cluster.hierarchy import dendrogram, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
-from neuroadda.errors import ConfigError, read_yaml_mapping, InputError
+from neuroadda.errors import ConfigError, InputError, read_yaml_mapping
 from neuroadda.report import save_figure, write_json  # atomic: temp name, then os.replace
-from neuroadda.selection.modality import (EXACT_MAX_N, SCHEMES, modality_class, modality_matrix, partial_mantel_test,
-                                         perm_chunks)
+from neuroadda.selection.modality import (
+    EXACT_MAX_N,
+    SCHEMES,
+    modality_class,
+    modality_matrix,
+    partial_mantel_test,
+    perm_chunks,
+)
 
 _KEYS = {"top": ({"source", "species", "tree"}, {"url"}), "species": ({"name", "common"}, set()),
          "clade": ({"clade", "age_mya", "children"}, {"note"})}  # (required, optional) keys

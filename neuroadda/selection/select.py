@@ -19,8 +19,8 @@ from neuroadda.data.normalize import fit_normalizer
 from neuroadda.data.regions import full_box, random_origins
 from neuroadda.data.volume import check_patch_fits, open_volume
 from neuroadda.errors import InputError
-from neuroadda.report import save_figure, write_json
 from neuroadda.models.checkpoint import load_backbone
+from neuroadda.report import save_figure, write_json
 
 
 @dataclass(frozen=True)

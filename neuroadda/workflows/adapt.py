@@ -74,7 +74,7 @@ class HeldOut:
     labels_kind: str
 
     @classmethod
-    def read(cls, vol, box) -> "HeldOut":
+    def read(cls, vol, box) -> HeldOut:
         return cls(tuple(box), vol.raw.read(box), vol.labels.read(box), vol.labels_kind)
 
 

@@ -20,9 +20,9 @@ from neuroadda.data.regions import Box, box_to_json, full_box
 from neuroadda.data.volume import LabelledVolume, Volume
 from neuroadda.errors import InputError
 from neuroadda.models.checkpoint import load_backbone
+from neuroadda.tracking import card_checksums, make_logger
 from neuroadda.training import resume
 from neuroadda.training.module import AffinityModule
-from neuroadda.tracking import card_checksums, make_logger
 from neuroadda.training.trainer import trainer_for
 from neuroadda.workflows.finish import finish_training
 

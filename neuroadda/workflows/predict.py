@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuroadda.data.volume import open_volume
-from neuroadda.inference.blockwise import (MAX_BLOCK_VOXELS, finalize_zarr, open_prediction_zarr, predict_blockwise,
-                                          tmp_path_for)
+from neuroadda.inference.blockwise import (
+    MAX_BLOCK_VOXELS,
+    finalize_zarr,
+    open_prediction_zarr,
+    predict_blockwise,
+    tmp_path_for,
+)
 from neuroadda.models.checkpoint import load_backbone
 
 

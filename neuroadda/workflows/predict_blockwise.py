@@ -69,8 +69,8 @@ def predict_volume_blockwise(checkpoint: str | Path, input_spec: str, out: str |
                              work_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Affinities of ``input_spec`` as :func:`neuroadda.workflows.predict.predict_volume` computes them, with
     one daisy block per ``block_size`` core. Returns a summary (blocks, seconds and peak RSS per worker)."""
-    from neuroadda.workflows.predict import prediction_input
     from neuroadda.report import finalize_zarr, tmp_path_for
+    from neuroadda.workflows.predict import prediction_input
 
     block = check_block_size(block_size)
     if dtype not in ("float32", "uint8"):

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neuroadda.errors import InputError, NeuroAddaError
 from neuroadda.data import regions
+from neuroadda.errors import InputError, NeuroAddaError
 from neuroadda.report import write_json
 
 CLUSTERS = ("local", "slurm")

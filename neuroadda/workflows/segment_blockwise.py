@@ -37,10 +37,21 @@ from neuroadda.data.io import open_array, split_spec
 from neuroadda.data.ome import create_image
 from neuroadda.errors import InputError
 from neuroadda.report import atomic_path, finalize_zarr, save_npz, tmp_path_for, write_text
-from neuroadda.segmentation.blockwise import (as_float_affinities, block_fragments, boundary_slabs, concat_edges,
-                                              core_edges, face_edges, sum_edges)
-from neuroadda.segmentation.graph import (consecutive_labels, edge_scores, mean_affinity_agglomeration,
-                                          threshold_components)
+from neuroadda.segmentation.blockwise import (
+    as_float_affinities,
+    block_fragments,
+    boundary_slabs,
+    concat_edges,
+    core_edges,
+    face_edges,
+    sum_edges,
+)
+from neuroadda.segmentation.graph import (
+    consecutive_labels,
+    edge_scores,
+    mean_affinity_agglomeration,
+    threshold_components,
+)
 from neuroadda.workflows.scheduler import Cluster, all_blocks, block_info, reset_stage, run_stage, stage_stats
 
 AGGLOMERATIONS = ("mean", "threshold")

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroadda.config import AdaptConfig, PretrainConfig, StudyTarget, TransferStudyConfig, default_config_dir, load_config
+from neuroadda.config import (
+    AdaptConfig,
+    PretrainConfig,
+    StudyTarget,
+    TransferStudyConfig,
+    default_config_dir,
+    load_config,
+)
 from neuroadda.data.regions import box_from_json, box_to_json
 from neuroadda.errors import InputError
 from neuroadda.report import write_json
@@ -264,10 +271,10 @@ def scratch_path(cfg: TransferStudyConfig, target: str) -> Path:
 def scratch_init(cfg: TransferStudyConfig, target: str) -> Path:
     """A freshly initialised network for the scratch arm: the default pretraining architecture and patch at the
     target's voxel size (so scratch is not handicapped by a source's strides)."""
-    from neuroadda.models.unet import build_unet
-    from neuroadda.models.checkpoint import save_backbone
-
     import torch
+
+    from neuroadda.models.checkpoint import save_backbone
+    from neuroadda.models.unet import build_unet
 
     path = scratch_path(cfg, target)
     if path.is_file():
@@ -283,8 +290,8 @@ def scratch_init(cfg: TransferStudyConfig, target: str) -> Path:
 
 
 def _finetune(cfg: TransferStudyConfig, el: Element, out: Path, *, progress: bool) -> None:
-    from neuroadda.workflows.adapt import evaluate_heldout
     from neuroadda.active.annotations import sample_labels
+    from neuroadda.workflows.adapt import evaluate_heldout
     from neuroadda.workflows.finetune import finetune
 
     vol, norm, _, _ = target_data(cfg, el.target)

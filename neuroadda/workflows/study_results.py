@@ -17,9 +17,8 @@ import numpy as np
 from neuroadda.errors import InputError
 from neuroadda.metrics.stats import bootstrap_ci, mean_sd, wilcoxon_signed_rank
 from neuroadda.report import save_figure, write_json, write_text
+from neuroadda.selection.assess import choose_default, modality_scores, noise_ceiling, pooled, random_order_baseline
 from neuroadda.selection.estimators import needs_labels
-from neuroadda.selection.assess import (choose_default, modality_scores, noise_ceiling, pooled,
-                                       random_order_baseline)
 
 SCRATCH = "scratch"
 

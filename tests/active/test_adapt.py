@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from neuroadda.cli.main import main
-from neuroadda.models.unet import AffinityUNet
 from neuroadda.models.checkpoint import load_backbone, save_backbone
+from neuroadda.models.unet import AffinityUNet
 from tests.conftest import blob_labels, raw_from_labels
 
 CONFIG = """

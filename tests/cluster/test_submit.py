@@ -15,7 +15,8 @@ import yaml
 
 from neuroadda.cli.main import main
 from neuroadda.selection.select import safe_name
-from tests.active.test_adapt import CONFIG as ADAPT_CONFIG, _backbone, _volume
+from tests.active.test_adapt import CONFIG as ADAPT_CONFIG
+from tests.active.test_adapt import _backbone, _volume
 
 REPO = Path(__file__).resolve().parents[2]
 WEIRD = "we ird 'q' \"d\" $(touch PWNED) `touch PWNED2`"

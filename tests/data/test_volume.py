@@ -6,7 +6,6 @@ import zarr
 
 from neuroadda.data.volume import check_patch_fits, open_labels, open_volume
 from neuroadda.errors import InputError
-
 from tests.conftest import blob_labels, raw_from_labels
 
 

@@ -10,8 +10,7 @@ import torch
 import zarr
 from monai.inferers import sliding_window_inference
 
-from neuroadda.inference import blockwise
-from neuroadda.inference import finalize_zarr, open_prediction_zarr, predict_blockwise, tmp_path_for
+from neuroadda.inference import blockwise, finalize_zarr, open_prediction_zarr, predict_blockwise, tmp_path_for
 
 SHAPE = (40, 70, 70)
 ROI = (8, 12, 12)  # halo (4, 6, 6)

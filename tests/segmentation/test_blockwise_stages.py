@@ -13,8 +13,12 @@ from scipy import ndimage
 from neuroadda.segmentation import agglomerate
 from neuroadda.segmentation.blockwise import block_fragments, boundary_slabs, concat_edges, core_edges, face_edges
 from neuroadda.segmentation.fragments import watershed_fragments
-from neuroadda.segmentation.graph import (consecutive_labels, edge_scores, mean_affinity_agglomeration,
-                                          threshold_components)
+from neuroadda.segmentation.graph import (
+    consecutive_labels,
+    edge_scores,
+    mean_affinity_agglomeration,
+    threshold_components,
+)
 
 
 def smooth_affinities(shape=(20, 40, 40), seed=0) -> np.ndarray:

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from neuroadda.selection.assess import (modality_scores, noise_ceiling, per_target, pick_regret, pooled,
-                                        random_order_baseline)
+from neuroadda.selection.assess import (
+    modality_scores,
+    noise_ceiling,
+    per_target,
+    pick_regret,
+    pooled,
+    random_order_baseline,
+)
 from neuroadda.workflows.study_results import tables, transfer_table
 
 

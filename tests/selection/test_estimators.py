@@ -6,11 +6,11 @@ import pytest
 import torch
 from scipy import stats
 
+from neuroadda.models.checkpoint import save_backbone
 from neuroadda.models.unet import AffinityUNet
 from neuroadda.selection.estimators import Context, estimate, gated, known
 from neuroadda.selection.estimators.labelled import logme
 from neuroadda.selection.estimators.prediction import compatibility, diagnostics
-from neuroadda.models.checkpoint import save_backbone
 from tests.conftest import blob_labels, raw_from_labels
 
 

@@ -13,7 +13,6 @@ from scipy.spatial.distance import pdist
 import neuroadda.selection.mmd as M
 from neuroadda.selection import MMDResult, median_bandwidth, mmd2, mmd_test, pooled_kernel
 
-
 # ---------------------------------------------------------------- references written out in the test
 
 

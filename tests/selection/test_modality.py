@@ -13,7 +13,6 @@ from neuroadda.data.cards import all_cards, get_card
 from neuroadda.errors import InputError
 from neuroadda.selection.modality import modality_class, modality_matrix, partial_mantel_test
 from neuroadda.selection.phylogeny import load_tree, mantel_test
-
 from tests.selection.test_phylogeny import random_distance, upper
 
 

@@ -13,8 +13,16 @@ from scipy.stats import pearsonr, spearmanr
 
 from neuroadda.data.cards import all_cards, datasets_dir
 from neuroadda.errors import ConfigError, InputError
-from neuroadda.selection.phylogeny import (divergence_matrix, load_tree, mantel_test, phylogeny_analysis,
-                                          plot_dendrogram, plot_heatmap, plot_phylogeny_scatter, upgma)
+from neuroadda.selection.phylogeny import (
+    divergence_matrix,
+    load_tree,
+    mantel_test,
+    phylogeny_analysis,
+    plot_dendrogram,
+    plot_heatmap,
+    plot_phylogeny_scatter,
+    upgma,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HUMAN, MOUSE, RAT, FINCH, FISH, FLY, WORM, WORM2 = (

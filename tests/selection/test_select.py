@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from neuroadda.cli.main import main
+from neuroadda.models.checkpoint import save_backbone
 from neuroadda.models.unet import AffinityUNet
 from neuroadda.selection.embed import pool_features, standardize
 from neuroadda.selection.select import resolve_backbones, safe_name
-from neuroadda.models.checkpoint import save_backbone
-
 from tests.conftest import blob_labels, raw_from_labels
 
 

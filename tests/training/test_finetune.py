@@ -11,8 +11,8 @@ from neuroadda.data.normalize import Normalizer
 from neuroadda.data.patches import SamplesPatchDataset
 from neuroadda.data.volume import LabelledVolume, Volume
 from neuroadda.errors import InputError
-from neuroadda.models.unet import AffinityUNet
 from neuroadda.models.checkpoint import load_backbone, save_backbone
+from neuroadda.models.unet import AffinityUNet
 from neuroadda.workflows.finetune import finetune, patch_for, sample_volumes
 from tests.conftest import blob_labels, raw_from_labels
 

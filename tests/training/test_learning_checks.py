@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from neuroadda.cli.main import main
-from neuroadda.data.patches import PatchDataset, check_target_edges, target_edge_counts
 from neuroadda.data.normalize import Normalizer
+from neuroadda.data.patches import PatchDataset, check_target_edges, target_edge_counts
+from neuroadda.data.regions import grow_box
 from neuroadda.data.volume import open_volume, parse_label_zero
 from neuroadda.errors import InputError
-from neuroadda.data.regions import grow_box
 from neuroadda.segmentation.threshold import calibrate, table_warning, validation_region
 from tests.conftest import blob_labels, raw_from_labels
 
@@ -169,8 +169,8 @@ def test_table_warning_only_for_a_trend_at_the_edge():
 
 
 def test_not_learned_flag_travels_to_segment(tmp_path, capsys):
-    from neuroadda.models.unet import AffinityUNet
     from neuroadda.models.checkpoint import load_backbone, save_backbone
+    from neuroadda.models.unet import AffinityUNet
 
     lab = blob_labels((8, 32, 32), cell=8)
     vol = _h5(tmp_path / "v.h5", lab, "boundary")

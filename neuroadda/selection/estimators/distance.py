@@ -28,10 +28,10 @@ def mmd2_estimator(ctx, progress: bool = False) -> dict:
 
 def mmd2_common_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.data.volume import open_volume
-    from neuroadda.selection.embed import standardize
-    from neuroadda.selection.mmd import mmd2, median_bandwidth
-    from neuroadda.selection.select import EmbedSettings, embed_volume, fitting_patch, split_by_position
     from neuroadda.models.checkpoint import load_backbone
+    from neuroadda.selection.embed import standardize
+    from neuroadda.selection.mmd import median_bandwidth, mmd2
+    from neuroadda.selection.select import EmbedSettings, embed_volume, fitting_patch, split_by_position
 
     nets = {s: load_backbone(p) for s, p in ctx.backbones.items()}
     tvol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)

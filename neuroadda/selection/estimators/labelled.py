@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from neuroadda.data.regions import full_box
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -117,8 +118,8 @@ def logme_estimator(ctx, progress: bool = False) -> dict:
 
 def zero_shot_vi_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.data.volume import open_volume
-    from neuroadda.segmentation.threshold import threshold_table
     from neuroadda.models.checkpoint import load_backbone
+    from neuroadda.segmentation.threshold import threshold_table
 
     _need_labels(ctx)
     vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)

@@ -145,7 +145,7 @@ def main() -> int:
           "| ~ modality given divergence (5 / 2) | exploratory: ~ Δ gradient energy |")
     print("|---|---|---|---|---|---|")
     for name, s in summary["runs"].items():
-        two = lambda k: f"{f(s[k]['spearman'])} / {f(s['coarse_' + k]['spearman'])}"  # noqa: E731
+        two = lambda k, s=s: f"{f(s[k]['spearman'])} / {f(s['coarse_' + k]['spearman'])}"  # noqa: E731
         print(f"| {name} | {f(s['mantel_divergence']['spearman'])} | {two('partial_divergence_given_modality')} "
               f"| {two('mantel_modality')} | {two('partial_modality_given_divergence')} "
               f"| {f(s['exploratory_mantel_gradient_energy'])} |")

@@ -187,8 +187,9 @@ def run_seed(vol, held: HeldOut, net, normalizer, arms: dict, cfg: AdaptConfig, 
         d = out / f"seed{seed}" / f"round{r}"
         tag = f"seed {seed}, round {r}"
         steps.run(f"{tag}: select {n} samples ({cfg.active.strategy})", d / "samples.json",
-                  lambda: write_samples(select_samples(vol, scorer, normalizer, cfg.active, n, seed=seed,
-                                                       exclude=picked, start=len(picked), progress=progress), d, vol))
+                  lambda scorer=scorer, picked=picked, d=d: write_samples(
+                      select_samples(vol, scorer, normalizer, cfg.active, n, seed=seed, exclude=picked,
+                                     start=len(picked), progress=progress), d, vol))
         rec = load_samples(d / "samples.json")
         picked += rec["boxes"]
         names += [s["name"] for s in rec["samples"]]

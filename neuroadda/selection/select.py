@@ -139,7 +139,7 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
     tvol = open_volume(target, labels_key=None, resample_to=None if per_backbone else settings.voxel_size)
     common = tvol.voxel_size
     vols = {}
-    for s, (net, meta) in nets.items():
+    for s, (_net, meta) in nets.items():
         vs = tuple(meta["voxel_size"]) if per_backbone else common
         vols[s] = (open_volume(target, labels_key=None, resample_to=vs) if per_backbone else tvol,
                    open_volume(s, labels_key=None, resample_to=vs))

@@ -122,7 +122,7 @@ def test_killed_adapt_resumes_without_redoing_finished_steps(setup, tmp_path, ca
     assert main(_adapt_args(setup, out, seeds="3")) == 0
     log = capsys.readouterr().out
     for step in ("select-source", "zero-shot", "seed 0, round 1: select 2 samples", "seed 0, round 1: fine-tune"):
-        line = next(l for l in log.splitlines() if step in l)
+        line = next(ln for ln in log.splitlines() if step in ln)
         assert line.endswith("done earlier, skipped"), line
     assert marker.stat().st_mtime_ns == stamp  # the finished fine-tuning was not redone
     assert "seed 0, round 1: train from scratch on 2 samples (3 steps): done in" in log

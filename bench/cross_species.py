@@ -145,11 +145,12 @@ def main() -> int:
           "| ~ modality given divergence (5 / 2) | exploratory: ~ Δ gradient energy |")
     print("|---|---|---|---|---|---|")
     for name, s in summary["runs"].items():
-        two = lambda k: f"{f(s[k]['spearman'])} / {f(s['coarse_' + k]['spearman'])}"  # noqa: E731
+        two = lambda k, s=s: f"{f(s[k]['spearman'])} / {f(s['coarse_' + k]['spearman'])}"  # noqa: E731
         print(f"| {name} | {f(s['mantel_divergence']['spearman'])} | {two('partial_divergence_given_modality')} "
               f"| {two('mantel_modality')} | {two('partial_modality_given_divergence')} "
               f"| {f(s['exploratory_mantel_gradient_energy'])} |")
-    print("\nmean MMD² by pair group (seed 0):", json.dumps(summary["runs"]["50x20x20 seed 0"]["mean_mmd2_by_pair_group"]))
+    print("\nmean MMD² by pair group (seed 0):",
+          json.dumps(summary["runs"]["50x20x20 seed 0"]["mean_mmd2_by_pair_group"]))
     print("gradient energy:", json.dumps(summary["gradient_energy"]))
     print("agreement of the MMD² matrices (Spearman r of their triangles):",
           json.dumps({k: round(v, 3) for k, v in summary["matrix_agreement_spearman"].items()}))
@@ -162,7 +163,8 @@ def main() -> int:
         first = out / f"main_seed{a.seeds[0]}"
         for src, dst in ((first / "mmd_matrix.png", "cross_species_mmd_matrix.png"),
                          (first / "mmd_dendrogram.png", "cross_species_dendrogram.png"),
-                         (first / "phylogeny.png", "cross_species_phylogeny.png"), (out / "crops.png", "cross_species_crops.png")):
+                         (first / "phylogeny.png", "cross_species_phylogeny.png"),
+                         (out / "crops.png", "cross_species_crops.png")):
             shutil.copyfile(src, img / dst)
         res_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "summary.json", res_dir / "summary.json")

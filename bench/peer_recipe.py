@@ -191,7 +191,8 @@ def run_peer(seed: int, args, work: Path, python: Path, stop: dict, boxes) -> di
            "--test", str(gala_path("gala-test")), "--train-roi", fmt(train_box), "--val-roi", fmt(val_box),
            "--out", str(d), "--seed", str(seed), "--threads", str(args.threads)]
     cmd += ["--val-patch", args.val_patch]
-    cmd += ["--iterations", str(stop["iterations"])] if "iterations" in stop else ["--budget-cpu", str(stop["budget_cpu_s"])]
+    cmd += (["--iterations", str(stop["iterations"])] if "iterations" in stop
+            else ["--budget-cpu", str(stop["budget_cpu_s"])])
     print(f"peer seed {seed}: torch-em recipe, {stop} ({args.threads} thread(s))", flush=True)
     cpu, wall = timed(cmd, child_env(args.threads), d / "train.log")
     res = json.loads((d / "result.json").read_text())
@@ -286,7 +287,8 @@ def main(argv=None) -> int:
                       help="peer CPU-seconds (default: the mean CPU-s of our runs of --steps)")
     stop.add_argument("--peer-iterations", type=int, default=None, help="train the peer for a fixed count instead")
     p.add_argument("--val-patch", choices=("fit", "train"), default="fit",
-                   help="peer validation patches: cut to fit the slab (default) or torch-em's zero-padded training patch")
+                   help="peer validation patches: cut to fit the slab (default) "
+                        "or torch-em's zero-padded training patch")
     p.add_argument("--budget-tolerance", type=float, default=0.05,
                    help="reuse a cached peer run whose budget is within this fraction (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="rerun every arm")

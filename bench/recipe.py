@@ -82,7 +82,8 @@ def child(arg: str) -> None:
     norm = bb.normalizer_for(vol.raw)
     affs = predict_region(net, raw, norm, meta["patch_size"], labels_kind=vol.labels_kind)
     test = {float(t): evaluate_segmentation(seg, gt, labels_kind=vol.labels_kind)
-            for t, seg in segmentations(affs, cfg.train.thresholds, per_slice=vol.labels_kind == "2d_instance_per_slice")}
+            for t, seg in segmentations(affs, cfg.train.thresholds,
+                                        per_slice=vol.labels_kind == "2d_instance_per_slice")}
     val = next(r for r in meta["threshold_table"] if r["threshold"] == meta["threshold"])
     best_t = min(test, key=lambda t: test[t]["vi"])
     write_json(Path(a["out"]) / a["variant"] / f"seed{a['seed']}.json", {

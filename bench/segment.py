@@ -178,7 +178,8 @@ def main() -> int:
     ]
     for n, s in ((args.whole_size, small_bw),) + (((args.size, big_bw),) if big_bw is not small_bw else ()):
         peak = max(st["peak_rss_bytes"] for st in s["stages"].values())
-        rows.append({"case": f"block-wise {n}^3 ({args.block}^3 blocks, context {args.context}, {args.workers} workers)",
+        rows.append({"case": f"block-wise {n}^3 ({args.block}^3 blocks, context {args.context}, "
+                             f"{args.workers} workers)",
                      "seconds": s["seconds"], "ns_per_voxel": 1e9 * per_voxel(s["seconds"], n),
                      "ratio": per_voxel(s["seconds"], n) / ref, "peak_rss_gb": peak / 1e9,
                      "segments": s["graph"]["segments"], "fragments": s["graph"]["fragments"],

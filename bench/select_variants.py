@@ -41,7 +41,8 @@ def variants(sources, backbones):
         ("coarsest common voxel (50,10,10), patch 8x96x96",
          replace(base, voxel_size=(50.0, 10.0, 10.0), patch_size=(8, 96, 96)), own),
         ("coarsest common voxel, patch 8x96x96, mean+std all levels",
-         replace(base, voxel_size=(50.0, 10.0, 10.0), patch_size=(8, 96, 96), pooling="meanstd", levels=(0, 1, 2, 3)), own),
+         replace(base, voxel_size=(50.0, 10.0, 10.0), patch_size=(8, 96, 96), pooling="meanstd",
+                 levels=(0, 1, 2, 3)), own),
         ("smaller patches 8x48x48", replace(base, patch_size=(8, 48, 48)), own),
     ]
     for s in sources:

@@ -193,7 +193,8 @@ def speedup(rows: list[dict], case: str) -> tuple[float, str]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| case | method | seconds | time / neuroadda time | split (bits) | merge (bits) | max abs diff vs neuroadda |")
+    print("| case | method | seconds | time / neuroadda time | split (bits) | merge (bits) "
+          "| max abs diff vs neuroadda |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:

@@ -29,7 +29,8 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """MONAI 3-D UNet predicting 3 affinity logits (z, y, x)."""
 
-    channels: list[PositiveInt] = Field([16, 32, 64, 128], min_length=2, description="features per level, shallow to deep")
+    channels: list[PositiveInt] = Field([16, 32, 64, 128], min_length=2,
+                                        description="features per level, shallow to deep")
     strides: Literal["auto"] | list[Triple] = Field(
         "auto", description="per down-sampling step (z, y, x); 'auto' derives anisotropic strides from voxel size")
     num_res_units: int = Field(1, ge=0)

@@ -74,7 +74,8 @@ def log_summary(logger, metrics: dict) -> None:
         logger.save()
 
 
-def log_slices(logger, key: str, raw: np.ndarray, affs: np.ndarray | None = None, seg: np.ndarray | None = None) -> None:
+def log_slices(logger, key: str, raw: np.ndarray, affs: np.ndarray | None = None,
+               seg: np.ndarray | None = None) -> None:
     """The middle z slice of raw / mean affinity / segmentation (random colours) as images (W&B only)."""
     if not logger or type(logger).__name__ != "WandbLogger":
         return

@@ -62,7 +62,8 @@ def test_demo_retrains_then_prints_the_table_and_writes_figures(tmp_path, capsys
     assert pd["diffs"] == pytest.approx([f - s for f, s in zip(rep["arms"]["finetuned"]["vi"],
                                                                 rep["arms"]["scratch"]["vi"])])
     assert f"95% bootstrap CI [{pd['ci_low']:+.3f}, {pd['ci_high']:+.3f}]" in printed
-    red = 100 * (rep["arms"]["scratch"]["vi_mean"] - rep["arms"]["finetuned"]["vi_mean"]) / rep["arms"]["scratch"]["vi_mean"]
+    red = (100 * (rep["arms"]["scratch"]["vi_mean"] - rep["arms"]["finetuned"]["vi_mean"])
+           / rep["arms"]["scratch"]["vi_mean"])
     assert f"VI reduction, fine-tuned vs scratch: {red:.1f}%" in printed
     assert f"Figures are in {out}" in printed.splitlines()[-1]
     for f in ("select/mmd.png", "seed0/round1/samples.png", "report.png", "heldout.png"):

@@ -70,7 +70,7 @@ def export_samples(raw, boxes: list[Box], out_dir, *, names: list[str], voxel_si
                     voxel_size_nm=vs, instructions=f"add a uint32/uint64 dataset 'labels' of the same shape "
                                                    f"(0 = unlabelled/boundary), or return {name}_labels.tif")
 
-        def write_h5(tmp: Path) -> None:
+        def write_h5(tmp: Path, arr=arr, meta=meta) -> None:
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("raw", data=arr, compression="gzip")
                 for k, v in meta.items():
@@ -79,7 +79,7 @@ def export_samples(raw, boxes: list[Box], out_dir, *, names: list[str], voxel_si
         h5_path = out_dir / f"{name}.h5"
         _replace_atomically(h5_path, write_h5)
         _replace_atomically(out_dir / f"{name}.tif",
-                            lambda tmp: tifffile.imwrite(tmp, arr, photometric="minisblack"))
+                            lambda tmp, arr=arr: tifffile.imwrite(tmp, arr, photometric="minisblack"))
         paths.append(h5_path)
     return paths
 

@@ -32,7 +32,8 @@ def candidate_pool(shape, candidate_size, *, holdout_fraction: float = 0.4,
     if axis not in (0, 1, 2):
         raise ValueError(f"holdout_axis must be 0, 1 or 2, got {holdout_axis}")
     train, held = split_regions(shape, holdout_fraction, axis)
-    holdout = held if held is not None else tuple(slice(n, n) if i == axis else slice(0, n) for i, n in enumerate(shape))
+    holdout = held if held is not None else tuple(slice(n, n) if i == axis else slice(0, n)
+                                                  for i, n in enumerate(shape))
     avail = list(box_shape(train))
     starts = [range(0, a - c + 1, c) for a, c in zip(avail, size)]
     cands = [tuple(slice(o, o + c) for o, c in zip(origin, size)) for origin in itertools.product(*starts)]

@@ -95,28 +95,31 @@ def markdown(report: dict) -> str:
              f"VI in bits on the held-out region.", "", f"| source | {est} | p-value | flags |", "|---|---|---|---|"]
     lines += [f"| {r['source']} | {r['score']:.4f} | {'—' if r['p_value'] is None else format(r['p_value'], '.4f')} "
               f"| {'; '.join(r['flags']) or '—'} |" for r in report["ranking"]]
-    lines += ["", "| samples | arm | VI | VI split | VI merge | adapted Rand | VI reduction |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| samples | arm | VI | VI split | VI merge | adapted Rand | VI reduction |",
+              "|---|---|---|---|---|---|---|"]
     for rd in report["rounds"]:
         for a in ARMS:
             arm = rd["arms"][a]
             red = f"{rd['vi_reduction_pct']:.1f}%" if a == "finetuned" else ""
-            lines.append(f"| {rd['n_total']} | {a} | {_pm(arm, 'vi')} | {_pm(arm, 'vi_split')} | {_pm(arm, 'vi_merge')} "
-                         f"| {_pm(arm, 'adapted_rand')} | {red} |")
+            lines.append(f"| {rd['n_total']} | {a} | {_pm(arm, 'vi')} | {_pm(arm, 'vi_split')} "
+                         f"| {_pm(arm, 'vi_merge')} | {_pm(arm, 'adapted_rand')} | {red} |")
     if report.get("zero_shot"):
         z = report["zero_shot"]
         lines.append(f"| 0 | zero-shot {report['source']} | {z['vi']:.3f} | {z['vi_split']:.3f} | {z['vi_merge']:.3f} "
                      f"| {z['adapted_rand']:.3f} | |")
     if report.get("paired"):
         pd = report["paired"]
-        lines += ["", f"Fine-tuned − scratch VI (paired over {pd['seeds']} seeds): {pd['mean']:+.3f} bits, 95% bootstrap "
-                      f"CI [{pd['ci_low']:+.3f}, {pd['ci_high']:+.3f}], Wilcoxon p = {pd['wilcoxon_p']:.3f}: "
-                      f"{pd['reading']}."]
+        lines += ["", f"Fine-tuned − scratch VI (paired over {pd['seeds']} seeds): {pd['mean']:+.3f} bits, "
+                      f"95% bootstrap CI [{pd['ci_low']:+.3f}, {pd['ci_high']:+.3f}], "
+                      f"Wilcoxon p = {pd['wilcoxon_p']:.3f}: {pd['reading']}."]
     if report.get("per_source"):
         ps = report["per_source"]
         lines += ["", f"| fine-tuned from | {est} | VI after fine-tuning |", "|---|---|---|"]
-        lines += [f"| {r['source']} | {r['score']:.4f} | {r['vi_mean']:.3f} ± {r['vi_sd']:.3f} |" for r in ps["sources"]]
+        lines += [f"| {r['source']} | {r['score']:.4f} | {r['vi_mean']:.3f} ± {r['vi_sd']:.3f} |"
+                  for r in ps["sources"]]
         if ps["spearman_score_vs_vi"] is not None:
-            lines += ["", f"Spearman ({est} vs fine-tuned VI): {ps['spearman_score_vs_vi']:.2f} (p = {ps['spearman_p']:.2f})"]
+            lines += ["", f"Spearman ({est} vs fine-tuned VI): {ps['spearman_score_vs_vi']:.2f} "
+                          f"(p = {ps['spearman_p']:.2f})"]
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +148,8 @@ def report_figure(report: dict):
                    label=f"{names[a]}: merge" if first else None)
             ax.errorbar(x, arm["vi_mean"], yerr=arm["vi_sd"], color="k", capsize=4, lw=1,
                         label="mean ± sd over seeds" if first and j == 0 else None)
-            ax.plot([x] * len(arm["vi"]), arm["vi"], "o", color="k", ms=3, label="one seed" if first and j == 0 else None)
+            ax.plot([x] * len(arm["vi"]), arm["vi"], "o", color="k", ms=3,
+                    label="one seed" if first and j == 0 else None)
             ticks.append(x)
             tick_labels.append(f"{'fine-tuned' if a == 'finetuned' else 'scratch'}\nn = {rd['n_total']}")
             top = max(top, arm["vi_mean"] + arm["vi_sd"], *arm["vi"])

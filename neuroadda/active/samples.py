@@ -55,7 +55,8 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
                         "score_rank": int(order[avail.index(i)]), "n_available": len(avail)})
     return {"format": FORMAT, "target": vol.name, "voxel_size_nm": list(vol.voxel_size), "shape": list(vol.shape),
             "candidate_size": list(cfg.candidate_size), "holdout": box_to_json(holdout), "strategy": cfg.strategy,
-            "uncertainty": cfg.uncertainty, "seed": int(seed), "n": int(n), "median_score": float(np.median(scores[avail])),
+            "uncertainty": cfg.uncertainty, "seed": int(seed), "n": int(n),
+            "median_score": float(np.median(scores[avail])),
             "candidates": [box_to_json(c) for c in cands], "scores": [float(s) for s in scores], "samples": samples}
 
 

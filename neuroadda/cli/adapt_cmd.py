@@ -66,7 +66,8 @@ def register(sub) -> None:
     add_backbone_args(a)
     a.add_argument("--n", type=positive_int, default=4, help="samples per round (default: %(default)s)")
     a.add_argument("--seeds", type=positive_int, default=3, help="number of seeds (default: %(default)s)")
-    a.add_argument("--rounds", type=positive_int, default=1, help="active-learning rounds, n new samples each (default: 1)")
+    a.add_argument("--rounds", type=positive_int, default=1,
+                   help="active-learning rounds, n new samples each (default: 1)")
     a.add_argument("--all-sources", action="store_true",
                    help="also fine-tune from every other source on the same samples: does the MMD² ranking predict "
                         "the VI after fine-tuning? (Spearman in the report)")

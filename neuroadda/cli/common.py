@@ -64,7 +64,8 @@ def add_backbone_args(p) -> None:
                    help="folder with DIR/<source>/model.pt (as 'neuroadda pretrain --out DIR/<source>' writes)")
     p.add_argument("--pretrain-missing", action="store_true",
                    help="pretrain a backbone for every source without one (into --backbones or OUT/backbones)")
-    p.add_argument("--pretrain-config", default=None, help="config for --pretrain-missing (default configs/pretrain.yaml)")
+    p.add_argument("--pretrain-config", default=None,
+                   help="config for --pretrain-missing (default configs/pretrain.yaml)")
 
 
 def backbones_from_args(args, sources: list[str], out) -> dict:

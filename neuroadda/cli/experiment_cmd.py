@@ -11,7 +11,8 @@ from neuroadda.cli.common import nonneg_int
 def _load(args):
     from neuroadda.config import ExperimentConfig, load_config
 
-    overrides = {f"resources.{k}": getattr(args, k, None) for k in ("partition", "account", "gpus", "cpus", "mem", "time")}
+    overrides = {f"resources.{k}": getattr(args, k, None)
+                 for k in ("partition", "account", "gpus", "cpus", "mem", "time")}
     return load_config(args.config, ExperimentConfig, overrides=overrides)
 
 

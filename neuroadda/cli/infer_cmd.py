@@ -15,7 +15,8 @@ def register(sub) -> None:
     p.add_argument("--uint8", action="store_true", help="store probabilities as uint8 (x255) to save space")
     p.add_argument("--overlap", type=fraction, default=0.25, help="sliding-window overlap (default: %(default)s)")
     p.add_argument("--block-shape", nargs=3, type=positive_int, default=None, metavar=("Z", "Y", "X"),
-                   help="core block read at a time (default: chosen to compute the fewest windows, at most ~16 M voxels read)")
+                   help="core block read at a time "
+                        "(default: chosen to compute the fewest windows, at most ~16 M voxels read)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     add_voxel_size(p)
     _add_blockwise(p, "predict")

@@ -34,7 +34,8 @@ def register(sub) -> None:
                    help="re-rank on annotated samples before fine-tuning: a select-samples output folder (samples.json "
                         "with annotations in its annotate/ folder, or none there: the target's own labels, oracle)")
     p.add_argument("--patches", type=at_least_4, default=256, help="patches per volume (default: %(default)s)")
-    p.add_argument("--permutations", type=nonneg_int, default=1000, help="permutations for p-values (default: %(default)s)")
+    p.add_argument("--permutations", type=nonneg_int, default=1000,
+                   help="permutations for p-values (default: %(default)s)")
     p.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean",
                    help="mmd2: global pooling of the bottleneck activations (default: %(default)s)")
     p.add_argument("--space", default="standardize", type=space_arg,

@@ -38,5 +38,6 @@ def run(args) -> int:
 
     bb = load_backbone(path)
     print(f"wrote {path} (steps {bb.meta['steps']}, waterz threshold {bb.threshold:.2f} chosen on the "
-          f"{bb.threshold_region['what']}{'' if bb.learned is not False else '; NOT LEARNED: VI no better than one segment'})")
+          f"{bb.threshold_region['what']}"
+          f"{'' if bb.learned is not False else '; NOT LEARNED: VI no better than one segment'})")
     return 0

@@ -179,7 +179,8 @@ def transfer_summary(transfer: dict) -> dict:
 
 def _write_markdown(summary: dict, path: Path) -> None:
 
-    lines = ["| target | source | n | strategy | seeds | fine-tuned VI | scratch VI | reduction |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| target | source | n | strategy | seeds | fine-tuned VI | scratch VI | reduction |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(summary["results"], key=lambda r: (r["target"], r["strategy"], r["n"])):
         lines.append(f"| {r['target']} | {r['source']} | {r['n']} | {r['strategy']} | {len(r['seeds'])} | "
                      f"{r['finetuned_mean']:.3f} ± {r['finetuned_sd']:.3f} | {r['scratch_mean']:.3f} ± "

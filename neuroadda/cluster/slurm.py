@@ -145,5 +145,6 @@ def sbatch(cmd: list[str]) -> str:
         raise InputError("sbatch not found: submit needs a SLURM client (or use --dry-run, or 'neuroadda experiment' "
                          "to run the grid here)") from None
     if res.returncode != 0:
-        raise InputError(f"sbatch failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+        raise InputError("sbatch failed: "
+                         f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
     return res.stdout.strip().split(";")[0]

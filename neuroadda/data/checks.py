@@ -51,7 +51,8 @@ def require_objects(labels, name: str, box=None, *, minimum: int = 2, what: str 
         return
     found = "no object (every voxel is 0)" if not ids else f"a single object (id {ids[0]})"
     need = "an object" if minimum == 1 else f"at least {minimum} objects"
-    raise InputError(f"{name}: {what}{_where(box, labels.shape)} hold {found}; training and threshold choice need {need}")
+    raise InputError(f"{name}: {what}{_where(box, labels.shape)} hold {found}; "
+                     f"training and threshold choice need {need}")
 
 
 def require_sample_objects(labels: list, names: list[str]) -> None:

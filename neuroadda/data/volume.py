@@ -76,7 +76,8 @@ class Volume:
         if not self.resampled:
             return np.asarray(self.array[box])
         out_shape = box_shape(box)
-        src = tuple(slice(int(np.floor(s.start / f)), min(n, max(int(np.ceil(s.stop / f)), int(np.floor(s.start / f)) + 1)))
+        src = tuple(slice(int(np.floor(s.start / f)),
+                          min(n, max(int(np.ceil(s.stop / f)), int(np.floor(s.start / f)) + 1)))
                     for s, f, n in zip(box, self.scale, self.stored_shape))
         block = np.asarray(self.array[src])
         return resize(block, out_shape, labels=self.is_labels)

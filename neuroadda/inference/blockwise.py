@@ -153,7 +153,8 @@ def predict_blockwise(
     roi = _triple(roi_size, "roi_size")
     out_shape = tuple(int(s) for s in out.shape)
     if out_shape != (out_channels,) + shape:
-        raise PredictionInputError(f"out must have shape {(out_channels,) + shape} (channels, z, y, x), got {out_shape}")
+        raise PredictionInputError(f"out must have shape {(out_channels,) + shape} (channels, z, y, x), "
+                                   f"got {out_shape}")
     out_dtype = np.dtype(out.dtype)
     if out_dtype not in (np.dtype(np.float32), np.dtype(np.uint8)):
         raise PredictionInputError(f"out dtype must be float32 or uint8, got {out_dtype}")

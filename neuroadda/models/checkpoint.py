@@ -41,7 +41,8 @@ def save_backbone(path: str | Path, net: AffinityUNet, meta: dict[str, Any]) -> 
     """Write ``net`` and ``meta`` (config, card, seed, threshold, voxel size, ...) atomically (tmp + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "net": net.hparams, "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+    payload = {"format": FORMAT, "net": net.hparams,
+               "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                "code_version": code_version(), "created": _dt.datetime.now(_dt.UTC).isoformat(), **meta}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -19,7 +19,8 @@ def _channel_mean(per_channel: torch.Tensor, valid: torch.Tensor) -> torch.Tenso
     return (per_channel * valid).sum() / valid.sum().clamp_min(1.0)
 
 
-def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, balanced: bool = True) -> torch.Tensor:
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *,
+               balanced: bool = True) -> torch.Tensor:
     """Binary cross-entropy over voxels with ``mask`` = 1, per affinity channel, averaged over channels.
 
     ``balanced``: positives and negatives weigh 1/2 each within every channel (class-balanced), so thin
@@ -56,7 +57,8 @@ def masked_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, 
     return _channel_mean(1 - 2 * inter / denom.clamp_min(eps), mask.sum(_DIMS) > 0)
 
 
-def masked_boundary_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+def masked_boundary_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                         eps: float = 1.0) -> torch.Tensor:
     """Soft Dice loss on boundaries (1 - affinity) inside ``mask``, pooled over channels; -> scalar."""
     p = (1 - torch.sigmoid(logits)) * mask
     t = (1 - target) * mask

@@ -6,8 +6,8 @@ Affinity convention, shared with :mod:`neuroadda.data.affinities` and checked ag
 v - e_c. Threshold t merges regions while their edge score 1 - mean affinity is below t, so a higher threshold
 gives fewer, larger segments.
 
-waterz prints its progress with C++ ``std::cout`` on file descriptor 1 (and with Python ``print``); every call runs inside
-:func:`silence_c_stdout` so that nothing reaches the CLI's stdout (which may carry JSON).
+waterz prints its progress with C++ ``std::cout`` on file descriptor 1 (and with Python ``print``); every call runs
+inside :func:`silence_c_stdout` so that nothing reaches the CLI's stdout (which may carry JSON).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def _check_affs(affs: np.ndarray) -> np.ndarray:
     if affs.dtype == np.uint8:
         return np.ascontiguousarray(affs, dtype=np.float32) / np.float32(255.0)
     if not np.issubdtype(affs.dtype, np.floating):
-        raise AffinityInputError(f"affinities must be floating point in [0, 1] or uint8 (0-255), got dtype {affs.dtype}")
+        raise AffinityInputError("affinities must be floating point in [0, 1] or uint8 (0-255), "
+                                 f"got dtype {affs.dtype}")
     affs = np.ascontiguousarray(affs, dtype=np.float32)
     lo, hi = float(affs.min()), float(affs.max())
     if not (0.0 <= lo and hi <= 1.0):  # also catches NaN

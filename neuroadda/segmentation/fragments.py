@@ -34,7 +34,8 @@ def fragment_seeds(boundary_free: np.ndarray, threshold: float, sigma: float,
     return dist, peaks
 
 
-def _fragments_nd(boundary_free: np.ndarray, threshold: float, sigma: float, min_distance: int) -> tuple[np.ndarray, int]:
+def _fragments_nd(boundary_free: np.ndarray, threshold: float, sigma: float,
+                  min_distance: int) -> tuple[np.ndarray, int]:
     from skimage.segmentation import watershed
 
     seeds = fragment_seeds(boundary_free, threshold, sigma, min_distance)

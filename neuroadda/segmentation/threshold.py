@@ -50,7 +50,7 @@ def threshold_table(net, regions, normalizer, thresholds, roi_size, *, labels_ki
 
     thresholds = sorted(float(t) for t in thresholds)
     sums: dict[float, dict[str, float]] = {}
-    for i, (raw, gt) in enumerate(regions):
+    for _i, (raw, gt) in enumerate(regions):
         affs = predict_region(net, raw, normalizer, roi_size, labels_kind=labels_kind, device=device, progress=progress)
         for t, seg in segmentations(affs, thresholds, per_slice=labels_kind == TWO_D):
             scores = evaluate_segmentation(seg, gt, labels_kind=labels_kind)

@@ -157,7 +157,8 @@ def mantel_test(a, b, *, permutations: int = 9999, method: str = "spearman", alt
     r = float(xz @ ym[iu])
 
     eps, hits, total = 1e-10, 0, 0
-    for perms in perm_chunks(n, permutations, seed, batch):  # (k, n) relabellings -> (k,) correlations, r_perm = y_perm . x (both standardised)
+    # (k, n) relabellings -> (k,) correlations, r_perm = y_perm . x (both standardised)
+    for perms in perm_chunks(n, permutations, seed, batch):
         rp = ym[perms[:, :, None], perms[:, None, :]][:, iu[0], iu[1]] @ xz
         hits += int(np.sum(rp >= r - eps) if alternative == "greater" else np.sum(np.abs(rp) >= abs(r) - eps))
         total += len(perms)

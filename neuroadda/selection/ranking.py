@@ -82,7 +82,8 @@ def distinguishable(estimator: str, rows: list[dict]) -> tuple[bool | None, str]
 def verdict_line(rec: dict) -> str:
     best = rec["best"]
     if rec["cannot_distinguish"]:
-        return f"best source: {best}, but it cannot be distinguished from {rec['ranking'][1]['source']} ({rec['noise']})"
+        return (f"best source: {best}, but it cannot be distinguished from {rec['ranking'][1]['source']} "
+                f"({rec['noise']})")
     return f"best source: {best} ({rec['noise']})"
 
 

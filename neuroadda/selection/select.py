@@ -39,11 +39,13 @@ class EmbedSettings:
 
 def safe_name(spec: str) -> str:
     """A folder name for a dataset name or path (``/data/my vol.h5:raw`` -> ``my_vol.h5_raw``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(spec.split(":")[0]).name + ("_" + spec.split(":")[1] if ":" in spec else ""))
+    return re.sub(r"[^A-Za-z0-9._-]+", "_",
+                  Path(spec.split(":")[0]).name + ("_" + spec.split(":")[1] if ":" in spec else ""))
 
 
 def resolve_backbones(sources: list[str], pairs: list[str], folder: str | Path | None) -> dict[str, Path | None]:
-    """Map each source to a checkpoint from ``SOURCE=CKPT`` pairs, then ``folder/<name>/model.pt`` or ``folder/<name>.pt``."""
+    """Map each source to a checkpoint from ``SOURCE=CKPT`` pairs, then ``folder/<name>/model.pt`` or
+    ``folder/<name>.pt``."""
     given: dict[str, Path] = {}
     for pair in pairs:
         if "=" not in pair:
@@ -131,12 +133,13 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
     patch = tuple(settings.patch_size or first["patch_size"])
     for s, (net, _) in nets.items():
         if any(p % k for p, k in zip(patch, net.total_stride)):
-            raise InputError(f"{backbones[s]}: patch {patch} is not a multiple of this backbone's stride {net.total_stride}")
+            raise InputError(f"{backbones[s]}: patch {patch} is not a multiple of this backbone's stride "
+                             f"{net.total_stride}")
     per_backbone = settings.voxel_size == "backbone"
     tvol = open_volume(target, labels_key=None, resample_to=None if per_backbone else settings.voxel_size)
     common = tvol.voxel_size
     vols = {}
-    for s, (net, meta) in nets.items():
+    for s, (_net, meta) in nets.items():
         vs = tuple(meta["voxel_size"]) if per_backbone else common
         vols[s] = (open_volume(target, labels_key=None, resample_to=vs) if per_backbone else tvol,
                    open_volume(s, labels_key=None, resample_to=vs))
@@ -162,7 +165,8 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
         "best_significantly_closer": bool(runner is not None and best["ci_high"] < runner["ci_low"]),
         "settings": {"n_patches": settings.n_patches, "seed": settings.seed, "pooling": settings.pooling,
                      "levels": list(settings.levels), "space": settings.space, "patch_size": list(patch),
-                     "voxel_size_nm": "each backbone's training voxel size" if per_backbone else list(common), "permutations": permutations, "estimator": "unbiased",
+                     "voxel_size_nm": "each backbone's training voxel size" if per_backbone else list(common),
+                     "permutations": permutations, "estimator": "unbiased",
                      "kernel": "gaussian, median-heuristic bandwidth on the pooled sample",
                      "intensity_normalization": "per volume, as each backbone was trained",
                      "ci": "95% bootstrap percentile",
@@ -183,8 +187,8 @@ def plot_ranking(sel: dict, path: Path) -> None:
     y = np.arange(len(rows))
     vals = [r["mmd2"] for r in rows]
     err = [[r["mmd2"] - r["ci_low"] for r in rows], [r["ci_high"] - r["mmd2"] for r in rows]]
-    ax.barh(y, vals, xerr=np.clip(err, 0, None), color=["#d62728" if r["source"] == sel["best"] else "#7f7f7f" for r in rows],
-            capsize=4)
+    ax.barh(y, vals, xerr=np.clip(err, 0, None),
+            color=["#d62728" if r["source"] == sel["best"] else "#7f7f7f" for r in rows], capsize=4)
     ax.set_yticks(y, [f"{short_name(r['source'])}\n(p={r['p_value']:.3g})" for r in rows])
     ax.set_xlabel("MMD² to target (unbiased, standardized embedding space)")
     ax.set_title(f"Sources ranked for target {short_name(sel['target'])}: best = {short_name(sel['best'])}")

@@ -34,7 +34,8 @@ def resumed_step(out_dir: str | Path) -> int:
 
 
 def fit(trainer, module, out_dir: str | Path, **fit_kwargs) -> int:
-    """``trainer.fit`` from ``out_dir``'s last checkpoint when there is one; returns the step resumed from (0 = fresh)."""
+    """``trainer.fit`` from ``out_dir``'s last checkpoint when there is one; returns the step resumed from
+    (0 = fresh)."""
     import warnings
 
     ckpt = last_checkpoint(out_dir)

@@ -127,7 +127,8 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
     from neuroadda.selection.ranking import rank, write_ranking
 
     if n < 1 or rounds < 1 or not seeds:
-        raise InputError(f"--n, --rounds and --seeds must be at least 1 (got n={n}, rounds={rounds}, seeds={len(seeds)})")
+        raise InputError(f"--n, --rounds and --seeds must be at least 1 "
+                         f"(got n={n}, rounds={rounds}, seeds={len(seeds)})")
     out = Path(out)
     vol = open_volume(target, label_zero=label_zero)
     if vol.labels is None:
@@ -157,7 +158,8 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
               partial(evaluate_heldout, ckpt, held, normalizer, out / "zero_shot" / "eval.json"))
     arms = {"finetuned": (ckpt, False, f"fine-tune from {best}"), "scratch": (ckpt, True, "train from scratch")}
     if all_sources:
-        arms.update({f"from:{src}": (Path(p), False, f"fine-tune from {src}") for src, p in backbones.items() if src != best})
+        arms.update({f"from:{src}": (Path(p), False, f"fine-tune from {src}")
+                     for src, p in backbones.items() if src != best})
     per_round = [{"n_total": n * r, "arms": {a: [] for a in arms}} for r in range(1, rounds + 1)]
     for seed in seeds:
         for r, evals in enumerate(run_seed(vol, held, bb.net, normalizer, arms, cfg, out, steps, n=n, seed=seed,
@@ -185,8 +187,9 @@ def run_seed(vol, held: HeldOut, net, normalizer, arms: dict, cfg: AdaptConfig, 
         d = out / f"seed{seed}" / f"round{r}"
         tag = f"seed {seed}, round {r}"
         steps.run(f"{tag}: select {n} samples ({cfg.active.strategy})", d / "samples.json",
-                  lambda: write_samples(select_samples(vol, scorer, normalizer, cfg.active, n, seed=seed,
-                                                       exclude=picked, start=len(picked), progress=progress), d, vol))
+                  lambda scorer=scorer, picked=picked, d=d: write_samples(
+                      select_samples(vol, scorer, normalizer, cfg.active, n, seed=seed, exclude=picked,
+                                     start=len(picked), progress=progress), d, vol))
         rec = load_samples(d / "samples.json")
         picked += rec["boxes"]
         names += [s["name"] for s in rec["samples"]]
@@ -215,7 +218,8 @@ def write_outputs(out: Path, vol, held: HeldOut, cfg: AdaptConfig, steps: Steps,
                           zero_shot=json.loads((out / "zero_shot" / "eval.json").read_text()))
     write_report(report, out)
     last = out / f"seed{seeds[0]}" / f"round{rounds}"
-    slices = {"zero-shot": out / "zero_shot", "scratch": last / "scratch", f"fine-tuned from {best}": last / "finetuned"}
+    slices = {"zero-shot": out / "zero_shot", "scratch": last / "scratch",
+              f"fine-tuned from {best}": last / "finetuned"}
     mid = held.raw.shape[0] // 2
     plot_heldout(held.raw[mid], held.gt[mid],
                  {name: (np.load(d / SLICE)["seg"], json.loads((d / "eval.json").read_text())["vi"])

@@ -58,7 +58,8 @@ def build_backbones(cfg: DemoConfig, *, progress: bool = True, echo=print) -> di
 
 def peak_rss_gb() -> float:
     """Peak resident memory of this process and its finished children, GB (Linux reports ru_maxrss in KiB)."""
-    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+              resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return kib * 1024 / 1e9
 
 
@@ -87,7 +88,8 @@ def run_demo(out: str | Path, *, config: str | Path | None = None, retrain: bool
         shutil.rmtree(out)
     stages = {}
     if retrain:
-        stages.update({f"pretrain backbone {s}": t for s, t in build_backbones(cfg, progress=progress, echo=echo).items()})
+        stages.update({f"pretrain backbone {s}": t
+                       for s, t in build_backbones(cfg, progress=progress, echo=echo).items()})
     report = adapt(cfg.target, paths, cfg.adapt, out, n=cfg.n, seeds=[cfg.adapt.seed + i for i in range(cfg.seeds)],
                    progress=progress, echo=echo)
     timings = json.loads((out / "timings.json").read_text())

@@ -86,12 +86,14 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     check_target_edges(ds, f"{target.name} samples", label_zero=target.label_zero)
     loader = DataLoader(ds, batch_size=fc.batch_size, shuffle=False, num_workers=0, collate_fn=collate)
     card = target.card.model_dump(mode="json") if target.card is not None else None
-    logger = make_logger(fc.logger, out_dir, name=f"{'scratch' if scratch else 'finetune'}-{target.name}-{out_dir.parent.name}",
+    logger = make_logger(fc.logger, out_dir,
+                         name=f"{'scratch' if scratch else 'finetune'}-{target.name}-{out_dir.parent.name}",
                          tags=["scratch" if scratch else "finetuned"],
                          config={**cfg.model_dump(mode="json"), "target": target.name, "init": "scratch" if scratch
                                  else str(backbone), "n_samples": len(boxes), "seed": seed, "card": card,
                                  "checksums": card_checksums(card)})
-    trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger, norm=meta["net"].get("norm", "instance"))
+    trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger,
+                          norm=meta["net"].get("norm", "instance"))
     resumed = resume.fit(trainer, module, out_dir, train_dataloaders=loader)
     regions = [(v.raw.read(full_box(v.shape)), v.labels.read(full_box(v.shape))) for v in val]
     meta = {

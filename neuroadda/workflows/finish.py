@@ -33,7 +33,8 @@ def finish_training(trainer, module, out_dir: str | Path, *, regions, normalizer
     path = save_backbone(out_dir / "model.pt", net, {
         **meta, "threshold": cal["threshold"], "threshold_table": cal["table"], "learned": cal["learned"],
         "one_segment_vi": cal["one_segment_vi"], "threshold_warning": cal["warning"], "steps": steps,
-        "world_size": int(trainer.world_size), "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu"))})
+        "world_size": int(trainer.world_size),
+        "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu"))})
     track_result(logger, net, regions[0][0], normalizer, patch, cal["table"], cal["threshold"], labels_kind)
     resume.clear(out_dir)
     return path

@@ -113,7 +113,8 @@ class _SlurmWorker:
 
     def __call__(self, *, context) -> None:
         script = (f"#!/bin/bash\nexport OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}\n"
-                  f"exec {shlex.quote(sys.executable)} -m neuroadda.workflows.daisy_worker {shlex.quote(self.payload)}\n")
+                  f"exec {shlex.quote(sys.executable)} -m neuroadda.workflows.daisy_worker "
+                  f"{shlex.quote(self.payload)}\n")
         cmd = ["sbatch", "--wait", "--parsable", f"--job-name=neuroadda-{self.name}", "--ntasks=1",
                f"--output={self.log_dir}/{self.name}-%j.out", *self.sbatch_args]
         env = dict(os.environ, DAISY_CONTEXT=context.to_env())

@@ -241,7 +241,8 @@ def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = Fals
 
         active = adapt_config(cfg).active.model_copy(update={
             "candidate_size": tuple(cands[0][i].stop - cands[0][i].start for i in range(3)),
-            "holdout_fraction": study_target(cfg, el.target).holdout_fraction or adapt_config(cfg).active.holdout_fraction,
+            "holdout_fraction": (study_target(cfg, el.target).holdout_fraction
+                                 or adapt_config(cfg).active.holdout_fraction),
             "strategy": "median-uncertainty"})
         rec = select_samples(vol, load_backbone(backbone_path(cfg, el.source))[0], norm, active, el.n, seed=el.seed,
                              progress=progress)

@@ -120,7 +120,8 @@ def assess_estimators(res: dict, *, permutations: int = 10_000) -> dict:
     vi = {t: realised(b) for t, b in res["targets"].items() if b["seeds"]}
     out = {"random order": random_order_baseline(vi),
            "same modality first": pooled({t: modality_scores(b["modality"], b["source_modality"])
-                                          for t, b in res["targets"].items() if t in vi}, vi, permutations=permutations)}
+                                          for t, b in res["targets"].items() if t in vi},
+                                         vi, permutations=permutations)}
     names = sorted({n for b in res["targets"].values() for n in b["estimators"]})
     for name in names:
         scores = {t: b["estimators"][name] for t, b in res["targets"].items() if name in b["estimators"] and t in vi}

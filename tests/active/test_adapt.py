@@ -122,7 +122,7 @@ def test_killed_adapt_resumes_without_redoing_finished_steps(setup, tmp_path, ca
     assert main(_adapt_args(setup, out, seeds="3")) == 0
     log = capsys.readouterr().out
     for step in ("select-source", "zero-shot", "seed 0, round 1: select 2 samples", "seed 0, round 1: fine-tune"):
-        line = next(l for l in log.splitlines() if step in l)
+        line = next(ln for ln in log.splitlines() if step in ln)
         assert line.endswith("done earlier, skipped"), line
     assert marker.stat().st_mtime_ns == stamp  # the finished fine-tuning was not redone
     assert "seed 0, round 1: train from scratch on 2 samples (3 steps): done in" in log
@@ -180,7 +180,8 @@ def test_select_samples_annotate_and_finetune_from_returned_labels(setup, tmp_pa
         del f["labels"]
         f["labels"] = np.ones(tuple(b - a for a, b in rec["samples"][1]["box"]), np.float32)
     assert main(["finetune", "--target", s["target"], "--samples", str(out / "samples.json"), "--backbone", bb,
-                 "--labels", str(out / "annotate"), "--out", str(tmp_path / "ft2"), "--config", s["config"], "--quiet"]) == 2
+                 "--labels", str(out / "annotate"), "--out", str(tmp_path / "ft2"), "--config", s["config"],
+                 "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "sample_01.h5" in err and "float32" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "ft2" / "model.pt").exists()
@@ -220,7 +221,8 @@ def test_training_killed_mid_way_resumes_from_its_last_checkpoint(setup, tmp_pat
     out = tmp_path / "run"
     ckpt = out / "seed0" / "round1" / "finetuned" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen([sys.executable, "-m", "neuroadda.cli.main", *_adapt_args(s, out, seeds="1")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     t0 = time.time()
     while not ckpt.exists() and proc.poll() is None and time.time() - t0 < 300:
         time.sleep(0.02)

@@ -21,7 +21,8 @@ def test_mean_sd_hand_computed():
 def test_report_schema_reduction_and_table(tmp_path):
     rounds = [{"n_total": 4, "arms": {"finetuned": [_eval(1.0, 1.0), _eval(1.5, 1.5)],
                                       "scratch": [_eval(2.0, 2.0), _eval(2.0, 3.0)]}}]
-    sel = {"ranking": [{"source": "gala", "mmd2": 0.1, "p_value": 0.01}, {"source": "isbi", "mmd2": 0.3, "p_value": 0.01}]}
+    sel = {"ranking": [{"source": "gala", "mmd2": 0.1, "p_value": 0.01},
+                       {"source": "isbi", "mmd2": 0.3, "p_value": 0.01}]}
     rep = build_report(target="t", source="gala", n=4, strategy="median-uncertainty", seeds=[0, 1], rounds=rounds,
                        selection=sel, zero_shot=_eval(3.0, 1.0))
     assert rep["arms"]["finetuned"]["vi"] == [2.0, 3.0] and rep["arms"]["scratch"]["vi"] == [4.0, 5.0]
@@ -39,7 +40,8 @@ def test_report_schema_reduction_and_table(tmp_path):
 def test_report_figure_title_and_legend_stay_clear_of_the_data(n_rounds, target):
     """The title fits in the figure and the legend (outside the axes) overlaps neither the axes nor the title."""
     rounds = [{"n_total": 4 * (r + 1), "arms": {"finetuned": [_eval(1.0, 1.0), _eval(1.5, 1.5)],
-                                                "scratch": [_eval(2.0, 2.0), _eval(2.0, 3.0)]}} for r in range(n_rounds)]
+                                                "scratch": [_eval(2.0, 2.0), _eval(2.0, 3.0)]}}
+              for r in range(n_rounds)]
     sel = {"ranking": [{"source": "isbi2012", "mmd2": 0.1, "p_value": 0.01}]}
     rep = build_report(target=target, source="isbi2012", n=4, strategy="median-uncertainty", seeds=[0, 1],
                        rounds=rounds, selection=sel, zero_shot=_eval(3.5, 0.63))
@@ -50,7 +52,8 @@ def test_report_figure_title_and_legend_stay_clear_of_the_data(n_rounds, target)
     page, box, leg, title = (fig.bbox, ax.get_window_extent(r), legend.get_window_extent(r),
                              ax.title.get_window_extent(r))
     for inner in (box, leg, title):
-        assert page.x0 - 1 <= inner.x0 and inner.x1 <= page.x1 + 1 and page.y0 - 1 <= inner.y0 and inner.y1 <= page.y1 + 1
+        assert (page.x0 - 1 <= inner.x0 and inner.x1 <= page.x1 + 1
+                and page.y0 - 1 <= inner.y0 and inner.y1 <= page.y1 + 1)
     assert not leg.overlaps(box) and not leg.overlaps(title)
     assert len(legend.get_texts()) == 7  # 2 arms x (split, merge), one seed, mean ± sd, zero-shot
     assert ax.get_ylim()[1] > 4.13  # the zero-shot line is inside the axes, not on its edge

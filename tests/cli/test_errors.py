@@ -66,8 +66,8 @@ def test_datasets_list_and_verify(capsys):
 
 # --- refused before any work: exit 2, one line, nothing on disk -------------------------------------------------
 
-PRETRAIN = "model:\n  channels: [4, 8, 16]\ndata:\n  patch_size: [8, 16, 16]\ntrain:\n  max_steps: 2\n  batch_size: 1\n" \
-           "  val_patches: 1\n  logger: none\n  thresholds: [0.3, 0.7]\n"
+PRETRAIN = "model:\n  channels: [4, 8, 16]\ndata:\n  patch_size: [8, 16, 16]\ntrain:\n  max_steps: 2\n" \
+           "  batch_size: 1\n  val_patches: 1\n  logger: none\n  thresholds: [0.3, 0.7]\n"
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +124,9 @@ REFUSED = [
                         "--backbone", "{d}/bb.pt", *A], "]: all labels are 0 (unlabelled): nothing to train on"),
     ("finetune-single", ["finetune", "--target", "{d}/single.h5", "--samples", "{d}/sel_single/samples.json",
                          "--backbone", "{d}/bb.pt", *A], "the samples' labels hold a single object (id 7) in all"),
-    ("finetune-max-steps", ["finetune", "--target", "{d}/ok.h5", "--samples", "{d}/sel_zeros/samples.json", "--backbone",
-                            "{d}/bb.pt", "--max-steps", "0", *A], "--max-steps 0: Input should be greater than"),
+    ("finetune-max-steps", ["finetune", "--target", "{d}/ok.h5", "--samples", "{d}/sel_zeros/samples.json",
+                            "--backbone", "{d}/bb.pt", "--max-steps", "0", *A],
+     "--max-steps 0: Input should be greater than"),
     ("select-samples-n", ["select-samples", "--target", "{d}/ok.h5", "--backbone", "{d}/bb.pt", "--n", "0", *A],
      "argument --n: must be an integer >= 1, got 0"),
     ("select-samples-pool", ["select-samples", "--target", "{d}/ok.h5", "--backbone", "{d}/bb.pt", "--n", "99", *A],
@@ -188,7 +189,8 @@ def test_refused_before_any_work(inputs, tmp_path, capsys, argv, fragment):
 
 @pytest.mark.parametrize("command", ["experiment", "submit"])
 def test_experiment_grid_refused_before_any_work(inputs, capsys, command):
-    code, _, err = _run(capsys, command, "--config", str(inputs / "exp.yaml"), *(["--dry-run"] if command == "submit" else []))
+    code, _, err = _run(capsys, command, "--config", str(inputs / "exp.yaml"),
+                        *(["--dry-run"] if command == "submit" else []))
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "did you mean neuroproof" in lines[0], err
     assert not (inputs / "o").exists()

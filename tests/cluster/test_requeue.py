@@ -33,8 +33,9 @@ def test_requeued_finetune_resumes_from_checkpoint(slurm, tmp_path):
     cmd = [sys.executable, "-m", "neuroadda.cli.main", "finetune", "--target", target, "--samples",
            str(tmp_path / "sel" / "samples.json"), "--backbone", bb, "--out", str(out), "--config", str(cfg), "--quiet"]
     script = tmp_path / "job.sbatch"
-    script.write_text("#!/bin/bash\n#SBATCH --ntasks=1\n#SBATCH --cpus-per-task=1\n#SBATCH --mem=1G\n#SBATCH --requeue\n"
-                      f"#SBATCH --open-mode=append\nexport OMP_NUM_THREADS=1\necho \"start $SLURM_JOB_ID restart ${{SLURM_RESTART_COUNT:-0}}\"\n"
+    script.write_text("#!/bin/bash\n#SBATCH --ntasks=1\n#SBATCH --cpus-per-task=1\n#SBATCH --mem=1G\n"
+                      "#SBATCH --requeue\n#SBATCH --open-mode=append\nexport OMP_NUM_THREADS=1\n"
+                      f"echo \"start $SLURM_JOB_ID restart ${{SLURM_RESTART_COUNT:-0}}\"\n"
                       f"srun {shlex.join(cmd)}\n")
     jid = subprocess.run(["sbatch", "--parsable", f"--output={log}", str(script)], capture_output=True, text=True,
                          check=True).stdout.strip()

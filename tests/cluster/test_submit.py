@@ -73,7 +73,8 @@ def test_dry_run_scripts_are_valid_and_quote_everything(tmp_path, capsys, monkey
     for f in ("target_vol.h5.sbatch", "aggregate.sbatch"):
         assert subprocess.run(["bash", "-n", str(sdir / f)]).returncode == 0
     tasks = json.loads((sdir / "target_vol.h5.tasks.json").read_text())["tasks"]
-    assert [t["n"] for t in tasks] == [1, 2] and tasks[0]["argv"][tasks[0]["argv"].index("--target") + 1] == cfg["targets"][0]
+    assert ([t["n"] for t in tasks] == [1, 2]
+            and tasks[0]["argv"][tasks[0]["argv"].index("--target") + 1] == cfg["targets"][0])
     assert not list(tmp_path.rglob("PWNED*"))
 
 
@@ -115,7 +116,8 @@ def test_dry_run_pretrains_missing_backbones_first(tmp_path, capsys, monkeypatch
     assert main(["submit", "--config", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "pretraining (1 missing backbone(s): " in out
-    cmds = [shlex.split(line.removeprefix("would run: ")) for line in out.splitlines() if line.startswith("would run: ")]
+    cmds = [shlex.split(line.removeprefix("would run: "))
+            for line in out.splitlines() if line.startswith("would run: ")]
     assert len(cmds) == 3 and cmds[0][-1].endswith("/pretrain.sbatch") and not any("--dep" in a for a in cmds[0])
     assert "--dependency=afterok:<pretrain job id>" in cmds[1] and cmds[1][-1].endswith("/target_vol.h5.sbatch")
     assert "--dependency=afterok:<array job ids>" in cmds[2] and cmds[2][-1].endswith("/aggregate.sbatch")
@@ -227,7 +229,8 @@ def test_experiment_locally_with_all_sources_measures_transfer(tmp_path, capsys)
     rep = json.loads(next(Path(cfg["out"]).rglob("report.json")).read_text())
     ps = rep["per_source"]
     assert [r["source"] for r in ps["sources"]] == [r["source"] for r in rep["ranking"]]
-    assert next(r for r in ps["sources"] if r["source"] == rep["source"])["vi_mean"] == rep["arms"]["finetuned"]["vi_mean"]
+    assert (next(r for r in ps["sources"] if r["source"] == rep["source"])["vi_mean"]
+            == rep["arms"]["finetuned"]["vi_mean"])
     t = res["transfer"][cfg["targets"][0]]
     assert len(t["sources"]) == 3
     rx, ry = rankdata([r["score"] for r in t["sources"]]), rankdata([r["vi"] for r in t["sources"]])

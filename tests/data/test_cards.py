@@ -60,7 +60,8 @@ def test_every_card_loads_and_is_consistent(path):
         assert f.sha256 is None or HEX64.match(f.sha256), f"{f.filename}: sha256 must be lowercase hex"
         assert f.url is None or f.url.startswith("https://"), f.url
     archives = [f for f in card.files if f.unpack]
-    for ref in (r for r in (card.raw, card.labels) if r is not None):  # arrays live in a listed file, or come out of a listed archive
+    # arrays live in a listed file, or come out of a listed archive
+    for ref in (r for r in (card.raw, card.labels) if r is not None):
         assert ref.file in names or archives, f"{ref.file} is not one of the card's files"
     if card.bundled:
         assert not card.downloadable, "bundled files are converted: no download URL"

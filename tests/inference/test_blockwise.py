@@ -65,7 +65,8 @@ class RecordingVolume:
 
 def _whole(net, volume, roi, overlap=0.25):
     with torch.inference_mode():
-        logits = sliding_window_inference(torch.from_numpy(volume)[None, None], roi, 2, net, overlap=overlap, mode="gaussian")
+        logits = sliding_window_inference(torch.from_numpy(volume)[None, None], roi, 2, net, overlap=overlap,
+                                          mode="gaussian")
     return torch.sigmoid(logits)[0].numpy()
 
 

@@ -171,11 +171,14 @@ def test_ids_near_2_63():
     ref = sk_vi(seg, gt)
     big = np.uint64(2**63)
     cases = [
-        (np.uint64(2**63 - 20) + seg.astype(np.uint64), np.where(gt > 0, np.uint64(2**63 - 10) + gt.astype(np.uint64), 0)),
+        (np.uint64(2**63 - 20) + seg.astype(np.uint64),
+         np.where(gt > 0, np.uint64(2**63 - 10) + gt.astype(np.uint64), 0)),
         (big + seg.astype(np.uint64) * np.uint64(2**40), np.where(gt > 0, big + gt.astype(np.uint64), 0)),
-        (np.uint64(2**64 - 1) - seg.astype(np.uint64), np.where(gt > 0, np.uint64(2**64 - 1) - gt.astype(np.uint64), 0)),
+        (np.uint64(2**64 - 1) - seg.astype(np.uint64),
+         np.where(gt > 0, np.uint64(2**64 - 1) - gt.astype(np.uint64), 0)),
         # gt mixes small and huge ids: the code widths overflow 64 bits, so ranks are used
-        (seg.astype(np.uint64) * np.uint64(2**61), np.where(gt % 2 == 1, big + gt.astype(np.uint64), gt.astype(np.uint64))),
+        (seg.astype(np.uint64) * np.uint64(2**61),
+         np.where(gt % 2 == 1, big + gt.astype(np.uint64), gt.astype(np.uint64))),
     ]
     for s, g in cases:
         assert s.dtype == g.dtype == np.uint64
@@ -226,7 +229,8 @@ def test_hash_table_collisions_and_growth(monkeypatch):
     """Every pair hashed to slot 0 (worst case: long probe chains) and more pairs than the first table holds."""
     rng = np.random.default_rng(13)
     seg, gt = random_pair(rng, (6, 30, 40), n_gt=30, n_seg=40)
-    big_s, big_g = seg.astype(np.uint64) + np.uint64(2**63), np.where(gt > 0, gt.astype(np.uint64) + np.uint64(2**63), 0)
+    big_s, big_g = (seg.astype(np.uint64) + np.uint64(2**63),
+                    np.where(gt > 0, gt.astype(np.uint64) + np.uint64(2**63), 0))
     ref_table = contingency(seg, gt)
     monkeypatch.setattr(vi_mod, "_MIX", np.uint64(0))
     table = contingency(big_s, big_g)

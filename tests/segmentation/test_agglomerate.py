@@ -79,7 +79,8 @@ def test_uint8_affinities_match_float(synthetic_gt):
 
 
 def test_copies_are_independent_and_ordered(synthetic_gt):
-    affs = np.clip(_affs(synthetic_gt) * 0.7 + np.random.default_rng(2).uniform(0, 0.3, (3,) + synthetic_gt.shape), 0, 1)
+    affs = np.clip(_affs(synthetic_gt) * 0.7 + np.random.default_rng(2).uniform(0, 0.3, (3,) + synthetic_gt.shape),
+                   0, 1)
     results = list(agglomerate(affs.astype(np.float64), [0.8, 0.05, 0.3, 0.55]))
     thresholds = [t for t, _ in results]
     assert thresholds == [0.05, 0.3, 0.55, 0.8]

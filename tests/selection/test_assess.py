@@ -76,8 +76,8 @@ def test_results_md_reads_the_numbers():
 
 
 def _row(regrets: dict, top1=0.5, rho=0.0):
-    return {"per_target": {t: {"regret": r} for t, r in regrets.items()}, "regret": float(np.mean(list(regrets.values()))),
-            "top1": top1, "spearman": rho}
+    return {"per_target": {t: {"regret": r} for t, r in regrets.items()},
+            "regret": float(np.mean(list(regrets.values()))), "top1": top1, "spearman": rho}
 
 
 def test_choose_default_lowest_regret_ties_by_top1_then_spearman():

@@ -72,7 +72,8 @@ def test_phylogeny_lookups_for_the_new_species():
                   "platynereis-vergara2021": "Platynereis dumerilii", "neuroproof": "Drosophila melanogaster"}
     assert tree.mya("Mus musculus", "Homo sapiens") == 87  # Euarchontoglires
     assert tree.mya("Platynereis dumerilii", "Drosophila melanogaster") == 686  # Protostomia
-    assert tree.mya("Platynereis dumerilii", "Homo sapiens") == tree.mya("Drosophila melanogaster", "Mus musculus") == 694
+    assert (tree.mya("Platynereis dumerilii", "Homo sapiens")
+            == tree.mya("Drosophila melanogaster", "Mus musculus") == 694)
     assert tree.mya("Drosophila melanogaster", "Drosophila melanogaster") == 0  # larva vs adult: same species
 
 

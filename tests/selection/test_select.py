@@ -80,7 +80,8 @@ def test_select_source_end_to_end(tmp_path, capsys):
     target = _volume(tmp_path / "target.h5", seed=1)
     near = _volume(tmp_path / "near.h5", seed=2)
     far = _volume(tmp_path / "far.h5", dark=True, cell=4, seed=3)
-    args = ["select-source", "--target", target, "--sources", near, far, "--backbone", f"{near}={_backbone(tmp_path / 'n.pt', 0)}",
+    args = ["select-source", "--target", target, "--sources", near, far,
+            "--backbone", f"{near}={_backbone(tmp_path / 'n.pt', 0)}",
             "--backbone", f"{far}={_backbone(tmp_path / 'f.pt', 1)}", "--patches", "24", "--permutations", "200",
             "--out", str(tmp_path / "sel"), "--quiet"]
     assert main(args) == 0
@@ -158,8 +159,9 @@ def test_pretrain_missing_trains_backbones_then_ranks(tmp_path, capsys):
     assert sel["best"] == src and sel["ranking"][0]["backbone"].endswith("model.pt")
     # a second run finds the backbone in --backbones and does not train again
     mtime = (tmp_path / "o" / "backbones" / "s.h5" / "model.pt").stat().st_mtime
-    assert main(["select-source", "--target", target, "--sources", src, "--backbones", str(tmp_path / "o" / "backbones"),
-                 "--patches", "8", "--permutations", "50", "--out", str(tmp_path / "o2"), "--quiet"]) == 0
+    assert main(["select-source", "--target", target, "--sources", src,
+                 "--backbones", str(tmp_path / "o" / "backbones"), "--patches", "8", "--permutations", "50",
+                 "--out", str(tmp_path / "o2"), "--quiet"]) == 0
     assert (tmp_path / "o" / "backbones" / "s.h5" / "model.pt").stat().st_mtime == mtime
 
 

@@ -14,7 +14,8 @@ from neuroadda.models.checkpoint import load_backbone
 
 def test_pretrain_ddp_two_cpu_processes(tiny_h5, tmp_path):
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text("model:\n  channels: [4, 8, 16]\n  norm: batch\ndata:\n  patch_size: [8, 16, 16]\n  val_fraction: 0.25\n"
+    cfg.write_text("model:\n  channels: [4, 8, 16]\n  norm: batch\ndata:\n  patch_size: [8, 16, 16]\n"
+                   "  val_fraction: 0.25\n"
                    "train:\n  max_steps: 4\n  batch_size: 1\n  val_patches: 0\n  accelerator: cpu\n  devices: 2\n"
                    "  strategy: ddp\n  thresholds: [0.5]\n  logger: none\n  checkpoint_every: 0\n")
     out = tmp_path / "out"

@@ -45,7 +45,8 @@ def test_samples_dataset_draws_from_every_sample_deterministically():
         assert len(k) == 1  # each item is exactly one whole sample (patch = sample size, no augmentation)
         hits[k[0]] += 1
     assert min(hits) >= 10
-    assert torch.equal(ds[7]["image"], SamplesPatchDataset(samples, (8, 16, 16), Normalizer("none"), length=40, seed=3)[7]["image"])
+    assert torch.equal(ds[7]["image"],
+                       SamplesPatchDataset(samples, (8, 16, 16), Normalizer("none"), length=40, seed=3)[7]["image"])
     with pytest.raises(InputError, match="labels shape"):
         sample_volumes(vol, boxes, [labels[0], labels[1][:4]])
 

@@ -16,7 +16,8 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrain")
     cfg = out / "tiny.yaml"
     cfg.write_text("model:\n  channels: [8, 16, 32]\ndata:\n  patch_size: [16, 64, 64]\n"
-                   "train:\n  batch_size: 1\n  val_every_n_steps: 10\n  val_patches: 2\n  thresholds: [0.1, 0.5, 0.9]\n")
+                   "train:\n  batch_size: 1\n  val_every_n_steps: 10\n  val_patches: 2\n"
+                   "  thresholds: [0.1, 0.5, 0.9]\n")
     torch.set_num_threads(2)
     assert main(["pretrain", "--source", "gala-train", "--config", str(cfg), "--out", str(out), "--max-steps", "20",
                  "--seed", "3", "--quiet"]) == 0
@@ -50,7 +51,8 @@ def test_predict_segment_evaluate(trained, tmp_path, capsys):
     s = zarr.open_array(str(seg), mode="r")
     assert s.shape == (50, 100, 200) and s.dtype == np.uint64
     # waterz's own initial watershed instead of the distance-transform fragments: another, valid segmentation
-    assert main(["segment", "--affinities", str(affs), "--out", str(tmp_path / "seg_w.zarr"), "--fragments", "waterz"]) == 0
+    assert main(["segment", "--affinities", str(affs), "--out", str(tmp_path / "seg_w.zarr"),
+                 "--fragments", "waterz"]) == 0
     sw = zarr.open_array(str(tmp_path / "seg_w.zarr"), mode="r")
     assert sw.shape == s.shape and sw.dtype == np.uint64 and not np.array_equal(sw[...], s[...])
     capsys.readouterr()

@@ -13,7 +13,7 @@ from neuroadda.config import DemoConfig, load_config
 from neuroadda.errors import ConfigError
 from neuroadda.models.checkpoint import load_backbone
 from neuroadda.workflows.demo import DEFAULT_CONFIG, backbone_paths
-from tests.active.test_adapt import _volume
+from tests.conftest import labelled_volume as _volume
 
 
 def test_shipped_backbones_are_the_ones_the_demo_config_builds():

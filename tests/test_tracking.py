@@ -8,7 +8,9 @@ import pytest
 
 from neuroadda.cli.main import main
 from neuroadda.tracking import read_offline_run, wandb_mode
-from tests.active.test_adapt import CONFIG, _backbone, _volume
+from tests.conftest import ADAPT_CONFIG as CONFIG
+from tests.conftest import labelled_volume as _volume
+from tests.conftest import tiny_backbone as _backbone
 
 
 def test_wandb_mode_follows_environment(monkeypatch, tmp_path):

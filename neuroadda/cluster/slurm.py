@@ -16,6 +16,7 @@ from string import Template
 
 from neuroadda.cluster.grid import backbones_dir, pretrain_tasks, tasks, validate, write_tasks
 from neuroadda.config import ExperimentConfig
+from neuroadda.data.io import split_spec
 from neuroadda.errors import InputError
 from neuroadda.report import write_json, write_text
 from neuroadda.selection.select import safe_name
@@ -37,7 +38,7 @@ def absolute(cfg: ExperimentConfig) -> ExperimentConfig:
     from neuroadda.paths import shipped_file
 
     def fix(p):
-        return str(Path(p).resolve()) if p is not None and Path(p.split(":")[0]).exists() else p
+        return str(Path(p).resolve()) if p is not None and split_spec(p)[0].exists() else p
 
     def config_file(key, value):
         if value is None:

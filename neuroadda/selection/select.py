@@ -39,8 +39,10 @@ class EmbedSettings:
 
 def safe_name(spec: str) -> str:
     """A folder name for a dataset name or path (``/data/my vol.h5:raw`` -> ``my_vol.h5_raw``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_",
-                  Path(spec.split(":")[0]).name + ("_" + spec.split(":")[1] if ":" in spec else ""))
+    from neuroadda.data.io import split_spec
+
+    path, key = split_spec(spec)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", path.name + (f"_{key}" if key else ""))
 
 
 def resolve_backbones(sources: list[str], pairs: list[str], folder: str | Path | None) -> dict[str, Path | None]:

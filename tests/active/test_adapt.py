@@ -16,39 +16,10 @@ import pytest
 import torch
 
 from neuroadda.cli.main import main
-from neuroadda.models.checkpoint import load_backbone, save_backbone
-from neuroadda.models.unet import AffinityUNet
-from tests.conftest import blob_labels, raw_from_labels
-
-CONFIG = """
-active:
-  candidate_size: [8, 16, 16]
-  holdout_fraction: 0.4
-finetune:
-  max_steps: 3
-  batch_size: 1
-  thresholds: [0.3, 0.7]
-  logger: none
-select_source:
-  patches: 8
-  permutations: 20
-"""
-
-
-def _volume(path, seed, dark=False):
-    lab = blob_labels((24, 40, 48), cell=6, seed=seed)
-    raw = raw_from_labels(lab, seed=seed)
-    with h5py.File(path, "w") as f:
-        f["raw"], f["labels"] = (255 - raw if dark else raw), lab
-        f.attrs["resolution_nm"] = [10.0, 10.0, 10.0]
-    return str(path)
-
-
-def _backbone(path, seed):
-    torch.manual_seed(seed)
-    net = AffinityUNet([4, 8, 16], [(2, 2, 2), (2, 2, 2)])
-    return str(save_backbone(path, net, {"kind": "backbone", "patch_size": [8, 16, 16], "voxel_size": [10.0] * 3,
-                                         "normalization": "zscore", "threshold": 0.5, "source": "x"}))
+from neuroadda.models.checkpoint import load_backbone
+from tests.conftest import ADAPT_CONFIG as CONFIG
+from tests.conftest import labelled_volume as _volume
+from tests.conftest import tiny_backbone as _backbone
 
 
 @pytest.fixture(scope="module")

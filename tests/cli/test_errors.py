@@ -74,8 +74,9 @@ PRETRAIN = "model:\n  channels: [4, 8, 16]\ndata:\n  patch_size: [8, 16, 16]\ntr
 def inputs(tmp_path_factory):
     """Tiny volumes (24x40x48, 10 nm): good labels, all 0, one object, no object in the pretraining validation
     slab (x >= 38) or in adapt's held-out slab (x >= 29); a backbone, configs, and samples on the all-0 volume."""
-    from tests.active.test_adapt import CONFIG, _backbone
+    from tests.conftest import ADAPT_CONFIG as CONFIG
     from tests.conftest import blob_labels, raw_from_labels
+    from tests.conftest import tiny_backbone as _backbone
 
     d = tmp_path_factory.mktemp("bad_inputs")
     lab = blob_labels((24, 40, 48), cell=6, seed=0)

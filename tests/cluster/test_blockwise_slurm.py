@@ -9,7 +9,7 @@ import zarr
 
 from neuroadda.data.io import open_array
 from neuroadda.workflows.segment_blockwise import segment_blockwise
-from tests.segmentation.test_blockwise_stages import smooth_affinities
+from tests.conftest import smooth_affinities
 
 
 def test_slurm_workers_give_the_local_ids(slurm, tmp_path):

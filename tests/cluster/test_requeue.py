@@ -10,7 +10,9 @@ import time
 
 from neuroadda.cli.main import main
 from neuroadda.models.checkpoint import load_backbone
-from tests.active.test_adapt import CONFIG, _backbone, _volume
+from tests.conftest import ADAPT_CONFIG as CONFIG
+from tests.conftest import labelled_volume as _volume
+from tests.conftest import tiny_backbone as _backbone
 
 
 def _wait(cond, timeout, what):

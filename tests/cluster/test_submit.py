@@ -15,8 +15,9 @@ import yaml
 
 from neuroadda.cli.main import main
 from neuroadda.selection.select import safe_name
-from tests.active.test_adapt import CONFIG as ADAPT_CONFIG
-from tests.active.test_adapt import _backbone, _volume
+from tests.conftest import ADAPT_CONFIG
+from tests.conftest import labelled_volume as _volume
+from tests.conftest import tiny_backbone as _backbone
 
 REPO = Path(__file__).resolve().parents[2]
 WEIRD = "we ird 'q' \"d\" $(touch PWNED) `touch PWNED2`"

@@ -8,7 +8,6 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from neuroadda.segmentation import agglomerate
 from neuroadda.segmentation.blockwise import block_fragments, boundary_slabs, concat_edges, core_edges, face_edges
@@ -19,21 +18,7 @@ from neuroadda.segmentation.graph import (
     mean_affinity_agglomeration,
     threshold_components,
 )
-
-
-def smooth_affinities(shape=(20, 40, 40), seed=0) -> np.ndarray:
-    """(3, z, y, x) float32 affinities: a smooth random 'cell interior' field plus channel noise, so the
-    watershed gives a few hundred fragments and mean-affinity scores are continuous (no ties)."""
-    rng = np.random.default_rng(seed)
-    field = ndimage.gaussian_filter(rng.normal(size=shape), 2)
-    noise = np.stack([ndimage.gaussian_filter(rng.normal(size=shape), 1.5) for _ in range(3)])
-    return (1 / (1 + np.exp(-(3 * noise + 20 * field)))).astype(np.float32)
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when a and b are the same segmentation up to the names of the segments."""
-    pairs = np.unique(np.stack([a.ravel(), b.ravel()], axis=1), axis=0)
-    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+from tests.conftest import same_partition, smooth_affinities
 
 
 def _dense_rag(frag, affs):

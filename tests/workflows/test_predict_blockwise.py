@@ -9,7 +9,8 @@ import zarr
 
 from neuroadda.cli.main import main
 from neuroadda.data.io import open_array
-from tests.active.test_adapt import _backbone, _volume
+from tests.conftest import labelled_volume as _volume
+from tests.conftest import tiny_backbone as _backbone
 
 
 def test_two_workers_equal_the_one_process_prediction(tmp_path):

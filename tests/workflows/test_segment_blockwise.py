@@ -18,7 +18,7 @@ from neuroadda.data.ome import create_image
 from neuroadda.segmentation import agglomerate, segment
 from neuroadda.workflows.scheduler import BlockwiseError, Cluster, run_stage
 from neuroadda.workflows.segment_blockwise import segment_blockwise
-from tests.segmentation.test_blockwise_stages import same_partition, smooth_affinities
+from tests.conftest import same_partition, smooth_affinities
 
 BLOCK = (8, 16, 16)
 

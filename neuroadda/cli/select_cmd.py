@@ -33,13 +33,15 @@ def register(sub) -> None:
     p.add_argument("--labels", default=None, metavar="SAMPLES",
                    help="re-rank on annotated samples before fine-tuning: a select-samples output folder (samples.json "
                         "with annotations in its annotate/ folder, or none there: the target's own labels, oracle)")
-    p.add_argument("--patches", type=at_least_4, default=256, help="patches per volume (default: %(default)s)")
-    p.add_argument("--permutations", type=nonneg_int, default=1000,
-                   help="permutations for p-values (default: %(default)s)")
-    p.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default="mean",
-                   help="mmd2: global pooling of the bottleneck activations (default: %(default)s)")
-    p.add_argument("--space", default="standardize", type=space_arg,
-                   help="mmd2: per-backbone normalization: standardize | pca:K | none (default: %(default)s)")
+    p.add_argument("--config", default=None,
+                   help="an adapt YAML whose select_source section sets estimator, patches, permutations, pooling "
+                        "and space (e.g. configs/adapt.yaml, what adapt and demo use); flags override it")
+    p.add_argument("--patches", type=at_least_4, default=None, help="patches per volume (default: 256)")
+    p.add_argument("--permutations", type=nonneg_int, default=None, help="permutations for p-values (default: 1000)")
+    p.add_argument("--pooling", choices=("mean", "max", "meanmax", "meanstd"), default=None,
+                   help="mmd2: global pooling of the bottleneck activations (default: mean)")
+    p.add_argument("--space", default=None, type=space_arg,
+                   help="mmd2: per-backbone normalization: standardize | pca:K | none (default: standardize)")
     p.add_argument("--voxel-size", nargs=3, type=positive_float, default=None, metavar=("Z", "Y", "X"),
                    help="common voxel size in nm for all volumes (default: the target's)")
     p.add_argument("--seed", type=int, default=0)
@@ -87,17 +89,23 @@ def run(args) -> int:
     from neuroadda.selection.ranking import rank, verdict_line, write_ranking
     from neuroadda.selection.select import safe_name
 
-    names = [n.strip() for n in args.estimator.split(",")] if args.estimator else None
+    from neuroadda.config import AdaptConfig, load_config
+
+    sc = load_config(args.config, AdaptConfig, overrides={
+        f"select_source.{k}": getattr(args, k) for k in ("estimator", "patches", "permutations", "pooling", "space")
+    }).select_source
+    names = [n.strip() for n in sc.estimator.split(",")] if sc.estimator else None
     bad = [n for n in names or [] if not known(n)]
     if bad:
-        raise InputError(f"--estimator: unknown {', '.join(bad)} (mmd2, mmd2-common, compat, entropy, consistency, "
+        where = "--estimator" if args.estimator else f"{args.config}: select_source.estimator"
+        raise InputError(f"{where}: unknown {', '.join(bad)} (mmd2, mmd2-common, compat, entropy, consistency, "
                          "zero-shot-vi, logme, compat+NAME)")
     vs = tuple(args.voxel_size) if args.voxel_size else None
     labelled, kind = _labelled(args, vs) if args.labels else ((), "3d_instance")
     backbones = backbones_from_args(args, args.sources, args.out)
-    rec = rank(args.target, backbones, names, voxel_size=vs, n_patches=args.patches, seed=args.seed,
-               permutations=args.permutations, labelled=labelled, labels_kind=kind, pooling=args.pooling,
-               space=args.space, progress=not args.quiet)
+    rec = rank(args.target, backbones, names, voxel_size=vs, n_patches=sc.patches, seed=args.seed,
+               permutations=sc.permutations, labelled=labelled, labels_kind=kind, pooling=sc.pooling,
+               space=sc.space, progress=not args.quiet)
     path = write_ranking(rec, args.out)
     others = [n for n in rec["settings"]["estimators"][1:]]
     rows = []

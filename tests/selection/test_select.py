@@ -82,9 +82,10 @@ def test_select_source_end_to_end(tmp_path, capsys):
     far = _volume(tmp_path / "far.h5", dark=True, cell=4, seed=3)
     args = ["select-source", "--target", target, "--sources", near, far,
             "--backbone", f"{near}={_backbone(tmp_path / 'n.pt', 0)}",
-            "--backbone", f"{far}={_backbone(tmp_path / 'f.pt', 1)}", "--patches", "24", "--permutations", "200",
-            "--out", str(tmp_path / "sel"), "--quiet"]
-    assert main(args) == 0
+            "--backbone", f"{far}={_backbone(tmp_path / 'f.pt', 1)}", "--permutations", "200",
+            "--config", str(tmp_path / "sel.yaml"), "--out", str(tmp_path / "sel"), "--quiet"]
+    (tmp_path / "sel.yaml").write_text("select_source:\n  estimator: mmd2\n  patches: 24\n  permutations: 50\n")
+    assert main(args) == 0  # patches from the config, permutations from the flag
     out = capsys.readouterr().out
     sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
     assert sel["best"] == near and [r["source"] for r in sel["ranking"]] == [near, far]
@@ -93,6 +94,7 @@ def test_select_source_end_to_end(tmp_path, capsys):
     for r in sel["ranking"]:
         assert r["ci_low"] <= r["mmd2"] <= r["ci_high"]
     assert sel["settings"]["patch_size"] == [8, 16, 16] and sel["settings"]["n_patches"] == 24
+    assert sel["settings"]["permutations"] == 200 and sel["estimator"] == "mmd2"
     assert (tmp_path / "sel" / "mmd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "rank" in out and "best source" in out
 
@@ -102,6 +104,9 @@ def test_select_source_end_to_end(tmp_path, capsys):
     ("no_backbone", "no backbone checkpoint for source(s)"),
     ("wrong_kind", "not a NeuroADDA backbone checkpoint"),
     ("small_target", "no patch fits"),
+    ("config_value", "sel.yaml: field 'select_source.patches'"),
+    ("config_estimator", "sel.yaml: select_source.estimator: unknown mmd3"),
+    ("flag_over_config", "argument --patches: must be an integer >= 4, got 2"),
 ])
 def test_select_source_errors(tmp_path, capsys, case, fragment):
     target = _volume(tmp_path / "t.h5")
@@ -114,6 +119,10 @@ def test_select_source_errors(tmp_path, capsys, case, fragment):
             f["raw"] = np.zeros((2, 8, 8), np.uint8)  # thinner than the backbone's stride 4 in z
         target = str(tmp_path / "tiny.h5")
     args = ["select-source", "--target", target, "--sources", src, "--out", str(tmp_path / "o"), "--quiet"]
+    if case.startswith("config") or case == "flag_over_config":
+        bad = {"config_value": "patches: 2", "config_estimator": "estimator: mmd3"}.get(case, "patches: 8")
+        (tmp_path / "sel.yaml").write_text(f"select_source:\n  {bad}\n")
+        args += ["--config", str(tmp_path / "sel.yaml")] + (["--patches", "2"] if case == "flag_over_config" else [])
     if case != "no_backbone":
         args += ["--backbone", f"{src}={bb}"]
     assert main(args) == 2

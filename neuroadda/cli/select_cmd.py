@@ -84,12 +84,11 @@ def _annotated(folder: Path) -> bool:
 
 def run(args) -> int:
     from neuroadda.cli.common import table
+    from neuroadda.config import AdaptConfig, load_config
     from neuroadda.errors import InputError
     from neuroadda.selection.estimators import known
     from neuroadda.selection.ranking import rank, verdict_line, write_ranking
     from neuroadda.selection.select import safe_name
-
-    from neuroadda.config import AdaptConfig, load_config
 
     sc = load_config(args.config, AdaptConfig, overrides={
         f"select_source.{k}": getattr(args, k) for k in ("estimator", "patches", "permutations", "pooling", "space")

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from neuroadda.errors import ConfigError, format_validation_error, read_yaml_mapping
+from neuroadda.vocab import LoggerName
 
 Triple = tuple[PositiveInt, PositiveInt, PositiveInt]  # (z, y, x) voxels
 VoxelSize = tuple[PositiveFloat, PositiveFloat, PositiveFloat]  # (z, y, x) nm
@@ -93,7 +94,7 @@ class TrainConfig(_Strict):
     thresholds: list[float] = Field([0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                                     description="waterz thresholds tried on the validation slab")
     max_val_voxels: int = Field(4_000_000, ge=1, description="cap on the validation slab used to pick the threshold")
-    logger: Literal["csv", "wandb", "none"] = Field("csv", description="wandb goes offline without an API key")
+    logger: LoggerName = Field("csv", description="wandb goes offline without an API key")
     checkpoint_every: int = Field(100, ge=0, description="steps between resumable checkpoints (0 = none)")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value (None = off)")
     schedule: Literal["warmup-cosine", "constant"] = Field(

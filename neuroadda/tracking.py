@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-LOGGERS = ("csv", "wandb", "none")
+from neuroadda.vocab import LOGGERS  # noqa: F401  (re-exported)
+
 PROJECT = os.environ.get("NEUROADDA_WANDB_PROJECT", "neuroadda")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuroadda.cli.common import add_backbone_args, add_label_zero, backbones_from_args, positive_int, table
+from neuroadda.vocab import LOGGERS
 
 
 def _add_config(p, steps: bool = True, strategy: bool = True) -> None:
@@ -15,7 +16,7 @@ def _add_config(p, steps: bool = True, strategy: bool = True) -> None:
                                                         "k-center | median-diverse")
     if steps:
         p.add_argument("--max-steps", type=int, default=None, help="fine-tuning steps for both arms")
-        p.add_argument("--logger", choices=("csv", "wandb", "none"), default=None,
+        p.add_argument("--logger", choices=LOGGERS, default=None,
                        help="override finetune.logger (wandb runs offline without an API key)")
     p.add_argument("--quiet", action="store_true")
 

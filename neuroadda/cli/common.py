@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from neuroadda.vocab import LOGGERS
+
 
 def _number(kind, test, what: str):
     """An argparse type: ``kind(text)`` that must pass ``test``; else one line saying what it must be."""
@@ -77,7 +79,7 @@ def backbones_from_args(args, sources: list[str], out) -> dict:
 
 
 def add_logger_arg(p, default: str = "none") -> None:
-    p.add_argument("--logger", choices=("csv", "wandb", "none"), default=default,
+    p.add_argument("--logger", choices=LOGGERS, default=default,
                    help="also record this run with a tracking logger (wandb: offline without an API key; "
                         "default: %(default)s)")
 

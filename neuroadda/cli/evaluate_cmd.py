@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuroadda.cli.common import add_logger_arg, track_run
+from neuroadda.vocab import LABELS_KINDS
 
 
 def register(sub) -> None:
@@ -13,7 +14,7 @@ def register(sub) -> None:
                                    "2d_instance_per_slice ground truth is scored slice by slice and averaged.")
     p.add_argument("--seg", required=True, help="segmentation PATH[:KEY] (zarr from 'neuroadda segment', HDF5, TIFF)")
     p.add_argument("--gt", required=True, help="ground truth: dataset name or PATH[:KEY] (default key: labels)")
-    p.add_argument("--labels-kind", choices=("3d_instance", "2d_instance_per_slice"), default=None,
+    p.add_argument("--labels-kind", choices=LABELS_KINDS, default=None,
                    help="override the ground truth's labels kind (default: from its card or attributes)")
     p.add_argument("--baselines", action="store_true",
                    help="also score two trivial baselines: one segment, and connected components of thresholded raw")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from neuroadda.cli.common import add_label_zero, add_voxel_size
+from neuroadda.vocab import LOGGERS
 
 
 def register(sub) -> None:
@@ -17,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="override seed")
     add_voxel_size(p)
     add_label_zero(p)
-    p.add_argument("--logger", choices=("csv", "wandb", "none"), default=None,
+    p.add_argument("--logger", choices=LOGGERS, default=None,
                    help="override train.logger (wandb runs offline without an API key)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuroadda.vocab import TWO_D
+
 OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
 
 
@@ -51,7 +53,7 @@ def affinities_from_labels(
     affs = np.zeros((len(offsets),) + labels.shape, np.float32)
     mask = np.zeros((len(offsets),) + labels.shape, np.float32)
     for c, off in enumerate(offsets):
-        if off[0] != 0 and labels_kind == "2d_instance_per_slice":
+        if off[0] != 0 and labels_kind == TWO_D:
             continue
         a, b, where = _offset_pairs(labels, off)
         affs[(c,) + where] = (a == b) & (a != 0)

@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from neuroadda.errors import ConfigError, InputError, format_validation_error, read_yaml_mapping
 from neuroadda.paths import data_home, datasets_dir  # noqa: F401  (re-exported: where cards and data live)
-
-LabelsKind = Literal["3d_instance", "2d_instance_per_slice"]
+from neuroadda.vocab import LabelsKind
 
 
 class _Strict(BaseModel):

@@ -18,6 +18,7 @@ from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card
 from neuroadda.data.io import open_array, split_spec
 from neuroadda.data.regions import Box, box_shape
 from neuroadda.errors import InputError
+from neuroadda.vocab import LABELS_KINDS
 
 _VOXEL_ATTRS = ("resolution_nm", "voxel_size_nm", "voxel_size", "resolution")
 LABEL_ZERO = {"boundary": "boundary", "unlabelled": "unlabelled", "unlabeled": "unlabelled"}
@@ -229,7 +230,7 @@ def _open_card(card: DatasetCard, *, require_labels, voxel_size, resample_to, la
 
 
 def _assemble(name, raw_arr, raw_name, lab_arr, lab_name, vs, kind, zero, card, resample_to, info):
-    if kind not in ("3d_instance", "2d_instance_per_slice"):
+    if kind not in LABELS_KINDS:
         raise InputError(f"{raw_name}: labels_kind must be 3d_instance or 2d_instance_per_slice, got '{kind}'")
     _check_array(raw_arr, raw_name, labels=False)
     if lab_arr is not None:

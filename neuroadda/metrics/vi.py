@@ -23,6 +23,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from neuroadda.vocab import LABELS_KINDS, TWO_D
+
 __all__ = [
     "adapted_rand_error",
     "contingency",
@@ -30,7 +32,6 @@ __all__ = [
     "variation_of_information",
 ]
 
-LABELS_KINDS = ("3d_instance", "2d_instance_per_slice")
 _CHUNK = 1 << 16  # voxels per chunk of the run scan (temporaries stay in L2); power of 2
 _BLOCK = 1 << 20  # voxels per block whose runs are pre-summed in one cache-sized hash table
 _PACK_BITS = 64  # (gt, seg, count) are packed into one uint64 when they fit (tests lower it)
@@ -325,7 +326,7 @@ def evaluate_segmentation(seg, gt, *, labels_kind="3d_instance", ignore_gt=(0,))
     seg, gt = _check(seg, gt)
     if labels_kind == "3d_instance":
         return {**_scores(_table(seg, gt, ignore_gt)), "n_slices": 0}
-    if labels_kind != "2d_instance_per_slice":
+    if labels_kind != TWO_D:
         raise ValueError(f"labels_kind must be one of {LABELS_KINDS}, got {labels_kind!r}")
     if gt.ndim != 3:
         raise ValueError(f"2d_instance_per_slice needs zyx volumes, got ndim={gt.ndim}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TWO_D = "2d_instance_per_slice"
+from neuroadda.vocab import TWO_D
 
 
 def predict_region(net, raw: np.ndarray, normalizer, roi_size, *, labels_kind: str = "3d_instance", device=None,

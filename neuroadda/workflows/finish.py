@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from neuroadda.models.checkpoint import save_backbone
-from neuroadda.segmentation.threshold import TWO_D, calibrate, predict_region
+from neuroadda.segmentation.threshold import calibrate, predict_region
 from neuroadda.tracking import finish, log_slices, log_summary
 from neuroadda.training import resume
+from neuroadda.vocab import TWO_D
 
 
 def finish_training(trainer, module, out_dir: str | Path, *, regions, normalizer, thresholds, patch,

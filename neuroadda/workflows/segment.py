@@ -10,6 +10,7 @@ import zarr
 from neuroadda.data.io import open_array, split_spec
 from neuroadda.errors import InputError
 from neuroadda.inference.blockwise import finalize_zarr, tmp_path_for
+from neuroadda.vocab import TWO_D
 
 
 def write_zarr(path: str | Path, data: np.ndarray, attrs: dict, chunks=(64, 64, 64)) -> Path:
@@ -38,7 +39,7 @@ def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | 
         raise InputError(f"threshold must be in (0, 1), got {threshold}")
     data = np.asarray(affs[(slice(None),) * 4])
     seg = segment(data, float(threshold), fragments=fragments,
-                  per_slice=affs.attrs.get("labels_kind") == "2d_instance_per_slice")
+                  per_slice=affs.attrs.get("labels_kind") == TWO_D)
     attrs = {k: affs.attrs[k] for k in ("voxel_size_nm", "input", "checkpoint", "labels_kind", "learned")
              if k in affs.attrs}
     attrs.update({"threshold": float(threshold), "affinities": str(affinities)})

@@ -52,6 +52,7 @@ from neuroadda.segmentation.graph import (
     mean_affinity_agglomeration,
     threshold_components,
 )
+from neuroadda.vocab import TWO_D
 from neuroadda.workflows.scheduler import Cluster, all_blocks, block_info, reset_stage, run_stage, stage_stats
 
 AGGLOMERATIONS = ("mean", "threshold")
@@ -231,7 +232,7 @@ def segment_blockwise(affinities: str | Path, out: str | Path, *, block_size, th
     work = Path(work_dir) if work_dir is not None else Path(str(out) + ".work")
     aff_path, key_ = split_spec(spec)
     aff_spec = str(aff_path.resolve()) + (f":{key_}" if key_ else "")
-    per_slice = affs.attrs.get("labels_kind") == "2d_instance_per_slice"
+    per_slice = affs.attrs.get("labels_kind") == TWO_D
     _prepare_work(work, {"format": FORMAT, "affinities": aff_spec, "shape": list(shape), "dtype": str(affs.dtype),
                          "block": list(block), "context": int(context), "per_slice": per_slice}, note)
     infos = all_blocks(vshape, block)

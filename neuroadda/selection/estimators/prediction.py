@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from neuroadda.metrics.stats import bootstrap_ci
+from neuroadda.vocab import THREE_D, TWO_D
 
 N_PATCHES = 8
 DROPOUT = 0.1
@@ -44,7 +45,7 @@ def compatibility(meta: dict, target_voxel_size) -> dict:
     """{"compatible": bool, "reasons": [...], "warnings": [...]} of one backbone (checkpoint metadata) for a
     target used at ``target_voxel_size``."""
     reasons, warnings = [], []
-    z_supervised = meta.get("labels_kind", "3d_instance") != "2d_instance_per_slice"
+    z_supervised = meta.get("labels_kind", THREE_D) != TWO_D
     if is_isotropic(target_voxel_size) and not z_supervised:
         reasons.append("its z-affinity was never supervised (trained on labels drawn per 2-D section), and the "
                        "isotropic target needs it")

@@ -56,13 +56,24 @@ def run_task(args) -> int:
         from neuroadda.workflows.study_submit import run_task as run_study_task
 
         return run_study_task(data, args.index)
-    from neuroadda.cli.main import main
+    from neuroadda.cluster.grid import PretrainTask, Task
+    from neuroadda.config import ExperimentConfig
 
-    if not 0 <= args.index < len(data := json.loads(Path(args.tasks).read_text())["tasks"]):
-        raise InputError(f"--tasks {args.tasks}: no task {args.index} (it has {len(data)})")
-    task = data[args.index]
-    print(f"task {args.index}: {task.get('label') or task['target']} -> {task['out']}", flush=True)
-    return main(task["argv"])
+    data = json.loads(Path(args.tasks).read_text())
+    if not 0 <= args.index < len(data["tasks"]):
+        raise InputError(f"--tasks {args.tasks}: no task {args.index} (it has {len(data['tasks'])})")
+    raw = data["tasks"][args.index]
+    kind = Task if "target" in raw else PretrainTask
+    task = kind(**{k: raw[k] for k in kind.__dataclass_fields__})
+    print(f"task {args.index}: {task.label} -> {task.out}", flush=True)
+    result = task.run(ExperimentConfig.model_validate(data["config"]))
+    if isinstance(result, dict):  # an adapt report
+        from neuroadda.active.report import markdown
+
+        print(markdown(result))
+    else:
+        print(f"wrote {result}")
+    return 0
 
 
 def run_experiment(args) -> int:

@@ -41,6 +41,18 @@ class Task:
             args.append("--all-sources")
         return args
 
+    def run(self, cfg: ExperimentConfig) -> dict:
+        """Run this task in this process through the adapt workflow (what :meth:`argv` would run); its report."""
+        from neuroadda.config import AdaptConfig, default_config_dir, load_config
+        from neuroadda.workflows.adapt import adapt
+        from neuroadda.workflows.backbones import backbones_for
+
+        ac = load_config(cfg.adapt_config or default_config_dir() / "adapt.yaml", AdaptConfig,
+                         overrides={"seed": self.seed, "active.strategy": self.strategy})
+        backbones = backbones_for(cfg.sources, [], backbones_dir(cfg), out=self.out, progress=False)
+        return adapt(self.target, backbones, ac, self.out, n=self.n, seeds=[ac.seed], rounds=1,
+                     all_sources=cfg.all_sources, progress=False)
+
 
 @dataclass(frozen=True)
 class PretrainTask:
@@ -57,6 +69,13 @@ class PretrainTask:
     def argv(self, cfg: ExperimentConfig | None = None) -> list[str]:
         """``neuroadda pretrain`` arguments (writes OUT/model.pt, where ``adapt --backbones`` looks)."""
         return ["pretrain", "--source", self.source, "--config", self.config, "--out", self.out, "--quiet"]
+
+    def run(self, cfg: ExperimentConfig | None = None) -> Path:
+        """Pretrain in this process through the pretrain workflow; the checkpoint."""
+        from neuroadda.config import load_config
+        from neuroadda.workflows.pretrain import pretrain
+
+        return pretrain(self.source, load_config(self.config), self.out, progress=False)
 
 
 def backbones_dir(cfg: ExperimentConfig) -> Path:

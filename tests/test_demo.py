@@ -15,6 +15,8 @@ from neuroadda.models.checkpoint import load_backbone
 from neuroadda.workflows.demo import DEFAULT_CONFIG, backbone_paths
 from tests.conftest import labelled_volume as _volume
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 
 def test_shipped_backbones_are_the_ones_the_demo_config_builds():
     cfg = load_config(DEFAULT_CONFIG, DemoConfig)

@@ -12,6 +12,8 @@ from tests.conftest import ADAPT_CONFIG as CONFIG
 from tests.conftest import labelled_volume as _volume
 from tests.conftest import tiny_backbone as _backbone
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 
 def test_wandb_mode_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)

@@ -21,6 +21,8 @@ from tests.conftest import ADAPT_CONFIG as CONFIG
 from tests.conftest import labelled_volume as _volume
 from tests.conftest import tiny_backbone as _backbone
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

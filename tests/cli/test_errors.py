@@ -10,6 +10,8 @@ import torch
 
 from neuroadda.cli.main import main
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 
 def _run(capsys, *argv):
     code = main(list(argv))

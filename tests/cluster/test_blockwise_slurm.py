@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from neuroadda.data.io import open_array
 from neuroadda.workflows.segment_blockwise import segment_blockwise
 from tests.conftest import smooth_affinities
+
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
 
 
 def test_slurm_workers_give_the_local_ids(slurm, tmp_path):

@@ -8,11 +8,15 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from neuroadda.cli.main import main
 from neuroadda.models.checkpoint import load_backbone
 from tests.conftest import ADAPT_CONFIG as CONFIG
 from tests.conftest import labelled_volume as _volume
 from tests.conftest import tiny_backbone as _backbone
+
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
 
 
 def _wait(cond, timeout, what):

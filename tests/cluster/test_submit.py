@@ -19,6 +19,8 @@ from tests.conftest import ADAPT_CONFIG
 from tests.conftest import labelled_volume as _volume
 from tests.conftest import tiny_backbone as _backbone
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 REPO = Path(__file__).resolve().parents[2]
 WEIRD = "we ird 'q' \"d\" $(touch PWNED) `touch PWNED2`"
 

@@ -15,6 +15,8 @@ from neuroadda.selection.modality import modality_class, modality_matrix, partia
 from neuroadda.selection.phylogeny import load_tree, mantel_test
 from tests.selection.test_phylogeny import random_distance, upper
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 
 def from_upper(v):
     """Symmetric (n, n) matrix with zero diagonal whose upper triangle (row-major) is ``v``."""

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from neuroadda.models.checkpoint import load_backbone
+
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
 
 
 def test_pretrain_ddp_two_cpu_processes(tiny_h5, tmp_path):

@@ -15,6 +15,8 @@ from neuroadda.errors import InputError
 from neuroadda.segmentation.threshold import calibrate, table_warning, validation_region
 from tests.conftest import blob_labels, raw_from_labels
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 
 def _h5(path, lab, label_zero=None):
     with h5py.File(path, "w") as f:

@@ -10,6 +10,8 @@ import zarr
 from neuroadda.cli.main import main
 from neuroadda.models.checkpoint import load_backbone
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

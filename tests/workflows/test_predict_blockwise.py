@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from neuroadda.cli.main import main
 from neuroadda.data.io import open_array
 from tests.conftest import labelled_volume as _volume
 from tests.conftest import tiny_backbone as _backbone
+
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
 
 
 def test_two_workers_equal_the_one_process_prediction(tmp_path):

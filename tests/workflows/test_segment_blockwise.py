@@ -20,6 +20,8 @@ from neuroadda.workflows.scheduler import BlockwiseError, Cluster, run_stage
 from neuroadda.workflows.segment_blockwise import segment_blockwise
 from tests.conftest import same_partition, smooth_affinities
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 BLOCK = (8, 16, 16)
 
 

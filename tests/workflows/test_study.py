@@ -16,6 +16,8 @@ import pytest
 from neuroadda.cli.main import main
 from tests.conftest import blob_labels, raw_from_labels
 
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
+
 CARD = """name: {name}
 description: tiny synthetic volume
 organism: none

@@ -6,9 +6,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from neuroadda.cli.main import main
 from tests.cluster.conftest import slurm  # noqa: F401  (the real-SLURM fixture)
 from tests.workflows.test_study import study_env  # noqa: F401  (tiny datasets with their own cards)
+
+pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
 
 
 def _scripts(tmp_path):

@@ -30,23 +30,26 @@ def template_dir() -> Path:
     return templates_dir()
 
 
+def config_file(key: str, value: str | None) -> str | None:
+    """The absolute path of config file ``value`` (found here or among the shipped ones, ``configs/adapt.yaml``);
+    a one-line InputError naming ``key`` when there is none."""
+    from neuroadda.paths import shipped_file
+
+    if value is None:
+        return None
+    path = shipped_file(value)
+    if not path.is_file():
+        raise InputError(f"{key} '{value}' not found (relative paths are taken from the current directory)")
+    return str(path.resolve())
+
+
 def absolute(cfg: ExperimentConfig) -> ExperimentConfig:
     """The config, validated (:func:`~neuroadda.cluster.grid.validate`), with every local path made absolute (array
     tasks run in OUT/slurm, not in the submit directory). Dataset names stay names; dataset paths that exist here
     become absolute; config files are found here or among the shipped ones (``configs/adapt.yaml``); the
     backbones folder (default OUT/backbones) need not exist yet: missing backbones are pretrained first."""
-    from neuroadda.paths import shipped_file
-
     def fix(p):
         return str(Path(p).resolve()) if p is not None and split_spec(p)[0].exists() else p
-
-    def config_file(key, value):
-        if value is None:
-            return None
-        path = shipped_file(value)
-        if not path.is_file():
-            raise InputError(f"{key} '{value}' not found (relative paths are taken from the current directory)")
-        return str(path.resolve())
 
     cfg = cfg.model_copy(update={
         "out": str(Path(cfg.out).resolve()), "backbones": str(backbones_dir(cfg).resolve()),

@@ -23,20 +23,31 @@ def write_zarr(path: str | Path, data: np.ndarray, attrs: dict, chunks=(64, 64, 
     return Path(path)
 
 
+def open_affinities(spec: str, threshold: float | None = None):
+    """(the (3, z, y, x) affinity array at ``spec``, the threshold to use): ``threshold`` or the one
+    ``neuroadda predict`` recorded. One-line InputError for a wrong shape or dtype, no threshold, or one
+    outside (0, 1) — before any work."""
+    affs = open_array(*split_spec(str(spec)))
+    shape = tuple(int(s) for s in affs.shape)
+    if len(shape) != 4 or shape[0] != 3 or min(shape) < 1:
+        raise InputError(f"{spec}: affinities must be (3, z, y, x), got shape {shape}")
+    if not (np.dtype(affs.dtype) == np.uint8 or np.issubdtype(affs.dtype, np.floating)):
+        raise InputError(f"{spec}: affinities must be float in [0, 1] or uint8, got dtype {affs.dtype}")
+    if threshold is None:
+        threshold = affs.attrs.get("threshold")
+        if threshold is None:
+            raise InputError(f"{spec}: no threshold recorded by 'neuroadda predict'; give --threshold")
+    if not 0.0 < float(threshold) < 1.0:
+        raise InputError(f"threshold must be in (0, 1), got {threshold}")
+    return affs, float(threshold)
+
+
 def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | None = None,
                  fragments: str | None = "watershed") -> tuple[Path, float]:
     """Agglomerate the (3, z, y, x) affinities at ``affinities`` (threshold from its attrs if not given)."""
     from neuroadda.segmentation.agglomerate import segment
 
-    affs = open_array(*split_spec(str(affinities)))
-    if affs.ndim != 4 or affs.shape[0] != 3:
-        raise InputError(f"{affinities}: affinities must be (3, z, y, x), got shape {tuple(affs.shape)}")
-    if threshold is None:
-        threshold = affs.attrs.get("threshold")
-        if threshold is None:
-            raise InputError(f"{affinities}: no threshold recorded by 'neuroadda predict'; give --threshold")
-    if not 0.0 < float(threshold) < 1.0:
-        raise InputError(f"threshold must be in (0, 1), got {threshold}")
+    affs, threshold = open_affinities(str(affinities), threshold)
     data = np.asarray(affs[(slice(None),) * 4])
     seg = segment(data, float(threshold), fragments=fragments,
                   per_slice=affs.attrs.get("labels_kind") == TWO_D)

@@ -54,6 +54,7 @@ from neuroadda.segmentation.graph import (
 )
 from neuroadda.vocab import TWO_D
 from neuroadda.workflows.scheduler import Cluster, all_blocks, block_info, reset_stage, run_stage, stage_stats
+from neuroadda.workflows.segment import open_affinities
 
 AGGLOMERATIONS = ("mean", "threshold")
 FORMAT = 2  # bump when the work files change meaning
@@ -201,18 +202,8 @@ def segment_blockwise(affinities: str | Path, out: str | Path, *, block_size, th
     its watershed; work files live in ``work_dir`` (default ``OUT.work``). Returns a summary dict (counts,
     seconds and peak worker RSS per stage)."""
     spec = str(affinities)
-    affs = open_array(*split_spec(spec))
+    affs, threshold = open_affinities(spec, threshold)
     shape = tuple(int(s) for s in affs.shape)
-    if len(shape) != 4 or shape[0] != 3 or min(shape) < 1:
-        raise InputError(f"{spec}: affinities must be (3, z, y, x), got shape {shape}")
-    if not (np.dtype(affs.dtype) == np.uint8 or np.issubdtype(affs.dtype, np.floating)):
-        raise InputError(f"{spec}: affinities must be float in [0, 1] or uint8, got dtype {affs.dtype}")
-    if threshold is None:
-        threshold = affs.attrs.get("threshold")
-        if threshold is None:
-            raise InputError(f"{spec}: no threshold recorded by 'neuroadda predict'; give --threshold")
-    if not 0.0 < float(threshold) < 1.0:
-        raise InputError(f"threshold must be in (0, 1), got {threshold}")
     block = check_block_size(block_size)
     if int(context) != context or context < 0:
         raise InputError(f"context must be a non-negative integer (voxels), got {context}")

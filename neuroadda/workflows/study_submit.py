@@ -32,15 +32,7 @@ KIND = "transfer-study"
 
 def absolute(cfg: TransferStudyConfig) -> TransferStudyConfig:
     """``cfg`` with out, backbones and every config file absolute (config files: here or the shipped ones)."""
-    from neuroadda.paths import shipped_file
-
-    def config_file(key, value):
-        if value is None:
-            return None
-        path = shipped_file(value)
-        if not path.is_file():
-            raise InputError(f"{key} '{value}' not found (relative paths are taken from the current directory)")
-        return str(path.resolve())
+    from neuroadda.cluster.slurm import config_file
 
     return cfg.model_copy(update={
         "out": str(Path(cfg.out).resolve()), "backbones": str(Path(cfg.backbones).resolve()),

@@ -117,17 +117,12 @@ def logme_estimator(ctx, progress: bool = False) -> dict:
 
 
 def zero_shot_vi_estimator(ctx, progress: bool = False) -> dict:
-    from neuroadda.data.volume import open_volume
-    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.segmentation.threshold import threshold_table
+    from neuroadda.selection.estimators.prediction import backbones_on_target
 
     _need_labels(ctx)
-    vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
     detail = {}
-    for s, ckpt in ctx.backbones.items():
-        bb = load_backbone(ckpt)
-        net, meta = bb
-        norm = bb.normalizer_for(vol.raw)
+    for s, net, meta, norm, _vol in backbones_on_target(ctx):
         t, table = threshold_table(net, list(ctx.labelled), norm, THRESHOLDS, meta["patch_size"],
                                    labels_kind=ctx.labels_kind)
         best = next(r for r in table if r["threshold"] == t)

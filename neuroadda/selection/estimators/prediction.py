@@ -91,17 +91,22 @@ def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: 
     return p
 
 
-def _per_source(ctx, fn):
-    """Run ``fn(net, meta, vol, patches, patch)`` for every backbone of ``ctx`` (target at ctx.voxel_size)."""
+def backbones_on_target(ctx):
+    """Yield ``(source, net, meta, normaliser, target volume)`` for every backbone of ``ctx``: the target (raw
+    only) at ``ctx.voxel_size``, each backbone with the normaliser it was trained with, fitted on the target."""
     from neuroadda.data.volume import open_volume
     from neuroadda.models.checkpoint import load_backbone
 
     vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
-    out = {}
     for s, ckpt in ctx.backbones.items():
         bb = load_backbone(ckpt)
-        net, meta = bb
-        norm = bb.normalizer_for(vol.raw)
+        yield s, bb.net, bb.meta, bb.normalizer_for(vol.raw), vol
+
+
+def _per_source(ctx, fn):
+    """Run ``fn(net, meta, vol, patches, patch)`` for every backbone of ``ctx`` (target at ctx.voxel_size)."""
+    out = {}
+    for s, net, meta, norm, vol in backbones_on_target(ctx):
         raws, patch = _target_patches(ctx, net, meta, vol)
         x = torch.from_numpy(np.stack([norm(r) for r in raws])[:, None])
         out[s] = fn(net.eval(), meta, vol, x, patch)

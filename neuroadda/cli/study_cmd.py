@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from neuroadda.cli.common import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("transfer-study", help="measure which source transfers best to each target (every pair, "
@@ -15,6 +17,9 @@ def register(sub) -> None:
     p.add_argument("--aggregate-only", action="store_true", help="only collect the finished elements")
     p.add_argument("--plan", action="store_true", help="print the elements and whether each is done, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="run here on N processes (grouped as the SLURM arrays; each with cpu_count // N torch "
+                        "threads); default 1: one element after another")
     p.add_argument("--submit", action="store_true",
                    help="submit to SLURM instead: a prepare array (missing backbones, sample sets), an elements array "
                         "(one task per fine-tune, zero-shot and estimator group) and the aggregation, each "
@@ -52,7 +57,11 @@ def run(args) -> int:
             print(f"{'done' if d else 'todo'}  {e.label()}")
         print(f"{sum(done)} of {len(els)} elements done")
         return 0
-    if not args.aggregate_only:
+    if not args.aggregate_only and args.workers > 1:
+        from neuroadda.workflows.study_submit import run_local
+
+        run_local(cfg, args.workers)
+    elif not args.aggregate_only:
         study.run(cfg, progress=not args.quiet)
     res = decide_defaults(collect(cfg))
     paths = write_results(res, cfg.out)

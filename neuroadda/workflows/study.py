@@ -5,7 +5,7 @@ or k-center on raw-intensity features) and shared by every arm: each source's ba
 fine-tuned on it with one schedule, and every arm is scored on the target's held-out region (VI, bits). Each
 source's zero-shot VI and each estimator's scores are recorded too. The study is a list of elements, each
 writing one file atomically; an element whose file exists is skipped, so a killed study started again
-continues, and the same elements run as SLURM array tasks (``element_tasks``).
+continues, and the same elements run as SLURM array tasks or on local workers (:mod:`.study_submit`).
 
 Layout under ``out``: ``backbones/<source>/model.pt`` (default), ``<target>/scratch_init.pt``,
 ``<target>/zero_shot/<source>.json``, ``<target>/estimators/<name>.json``,
@@ -15,7 +15,7 @@ Layout under ``out``: ``backbones/<source>/model.pt`` (default), ``<target>/scra
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -319,13 +319,3 @@ def run(cfg: TransferStudyConfig, *, progress: bool = False, echo=print) -> list
         run_element(cfg, el, progress=progress)
         ran.append(el)
     return ran
-
-
-def element_tasks(cfg: TransferStudyConfig) -> dict[str, list[dict]]:
-    """The elements grouped for SLURM arrays: ``pretrain`` first, then one group per target (every element of
-    that target, in plan order, so samples precede the fine-tunes of their seed within one array task order)."""
-    groups: dict[str, list[dict]] = {"pretrain": []}
-    for el in plan(cfg):
-        key = "pretrain" if el.kind == "pretrain" else el.target
-        groups.setdefault(key, []).append(asdict(el))
-    return groups

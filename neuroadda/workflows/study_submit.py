@@ -131,17 +131,54 @@ def submit(cfg: TransferStudyConfig, *, dry_run: bool = False) -> dict:
     return result
 
 
+def _run_elements(cfg: TransferStudyConfig, elements: list[Element]) -> str:
+    for el in elements:
+        if el.kind == "scratch-init":
+            study.scratch_init(cfg, el.target)
+        else:
+            study.run_element(cfg, el)
+    return "; ".join(el.label() for el in elements)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _pool_task(args: tuple[str, list[dict]]) -> str:
+    cfg_json, elements = args
+    return _run_elements(TransferStudyConfig.model_validate_json(cfg_json), [Element(**e) for e in elements])
+
+
+def run_local(cfg: TransferStudyConfig, workers: int, *, echo=print) -> int:
+    """Run the unfinished work here on ``workers`` processes, grouped as the SLURM arrays are: the prepare tasks
+    one after another in this process, then the element tasks in a pool (each worker with cpu_count // workers
+    torch threads). Returns the number of tasks run."""
+    import multiprocessing as mp
+    import os
+
+    work = stages(cfg)
+    for i, task in enumerate(work["prepare"], 1):
+        echo(f"[prepare {i}/{len(work['prepare'])}] {'; '.join(el.label() for el in task)} ...", flush=True)
+        _run_elements(cfg, task)
+    tasks = work["elements"]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [(cfg.model_dump_json(), [asdict(el) for el in task]) for task in tasks]
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
+        for i, label in enumerate(pool.imap_unordered(_pool_task, jobs), 1):
+            echo(f"[{i}/{len(tasks)}] done: {label}", flush=True)
+    return len(work["prepare"]) + len(tasks)
+
+
 def run_task(data: dict, index: int, *, echo=print) -> int:
     """Run task ``index`` of a study tasks file's ``data`` (the body of one array element)."""
     if not 0 <= index < len(data["tasks"]):
         raise InputError(f"no task {index} (the tasks file has {len(data['tasks'])})")
     cfg = TransferStudyConfig.model_validate(data["config"])
-    for el in (Element(**e) for e in data["tasks"][index]["elements"]):
-        echo(f"task {index}: {el.label()}", flush=True)
-        if el.kind == "scratch-init":
-            study.scratch_init(cfg, el.target)
-        else:
-            study.run_element(cfg, el)
+    elements = [Element(**e) for e in data["tasks"][index]["elements"]]
+    echo(f"task {index}: {'; '.join(el.label() for el in elements)}", flush=True)
+    _run_elements(cfg, elements)
     return 0
 
 

@@ -100,3 +100,13 @@ def test_study_on_real_slurm(slurm, study_env, capsys):  # noqa: F811
     assert not res["missing"] and set(res["targets"]) == {"a"}
     assert all(len(arm["vi"]) == 2 for arm in res["targets"]["a"]["arms"].values())
     assert Path(tmp_path / "study" / "vi_matrix.png").is_file()
+
+
+def test_local_workers_run_the_whole_study(study_env, capsys):  # noqa: F811
+    tmp_path, cfg = study_env
+    assert main(["transfer-study", "--config", str(cfg), "--workers", "2", "--quiet"]) == 0
+    res = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert not res["missing"]
+    assert all(len(arm["vi"]) == 2 for t in res["targets"].values() for arm in t["arms"].values())
+    out = capsys.readouterr().out
+    assert "[prepare 1/" in out and "done: finetune a b n=1 seed 0" in out

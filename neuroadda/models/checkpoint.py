@@ -37,13 +37,30 @@ def code_version() -> str:
     return f"{__version__}+g{sha}" if sha else __version__
 
 
+def plain(obj):
+    """``obj`` with numpy scalars and arrays made Python numbers and lists (recursively through dicts, lists and
+    tuples), so the checkpoint loads with ``torch.load(..., weights_only=True)``."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj)
+    return obj
+
+
 def save_backbone(path: str | Path, net: AffinityUNet, meta: dict[str, Any]) -> Path:
-    """Write ``net`` and ``meta`` (config, card, seed, threshold, voxel size, ...) atomically (tmp + rename)."""
+    """Write ``net`` and ``meta`` (config, card, seed, threshold, voxel size, ...) atomically (tmp + rename);
+    numpy values in ``meta`` are stored as Python ones (:func:`plain`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "net": net.hparams,
+    payload = {"format": FORMAT, "net": plain(net.hparams),
                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-               "code_version": code_version(), "created": _dt.datetime.now(_dt.UTC).isoformat(), **meta}
+               "code_version": code_version(), "created": _dt.datetime.now(_dt.UTC).isoformat(), **plain(meta)}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path

@@ -14,8 +14,8 @@ import numpy as np
 
 from neuroadda.report import save_figure, write_json
 
-DEFAULT_ESTIMATOR = "mmd2"  # replaced by the transfer study's winner (README, "Which source transfers?")
-DEFAULT_LABELLED_ESTIMATOR = "zero-shot-vi"
+DEFAULT_ESTIMATOR = "consistency"  # the transfer study's choice (docs/results/transfer_study; a test checks it)
+DEFAULT_LABELLED_ESTIMATOR = "logme"  # the study's best label-using one (consistency, label-free, beat it)
 
 
 def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None = None, *, voxel_size=None,

@@ -181,7 +181,8 @@ def tables(res: dict) -> str:
 
 
 def plot_matrix(res: dict, path: Path) -> Path:
-    """Heatmap: targets x (sources + scratch), mean held-out VI, the best arm of each row outlined."""
+    """Heatmap: targets x (sources + scratch); colour = mean held-out VI minus the row's scratch VI (VI is not
+    comparable across targets), text = the mean VI itself, the best arm of each row in bold."""
     from neuroadda.report import pyplot
 
     plt = pyplot()
@@ -193,29 +194,62 @@ def plot_matrix(res: dict, path: Path) -> Path:
             v = res["targets"][t]["arms"].get(a, {}).get("vi", [])
             if len(v):
                 m[i, j] = np.mean(v)
+    rel = m - m[:, [arms.index(SCRATCH)]]
+    lim = float(np.nanmax(np.abs(rel))) or 1.0
     fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2.5, 0.8 * len(targets) + 2), layout="constrained")
-    im = ax.imshow(m, cmap="viridis_r", aspect="auto")
+    im = ax.imshow(rel, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     for i in range(len(targets)):
         for j in range(len(arms)):
             if np.isfinite(m[i, j]):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=9,
-                        color="white" if m[i, j] > np.nanmean(m) else "black",
+                        color="white" if abs(rel[i, j]) > 0.6 * lim else "black",
                         fontweight="bold" if m[i, j] == np.nanmin(m[i]) else "normal")
     ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
     ax.set_yticks(range(len(targets)), targets)
     ax.set_xlabel("fine-tuned from (same samples for every arm)")
     ax.set_title("Held-out VI after fine-tuning (bits, mean over seeds; bold = best of the row)")
-    fig.colorbar(im, ax=ax, label="VI (bits), lower is better")
+    fig.colorbar(im, ax=ax, label="VI − the row's scratch VI (bits); blue = better than scratch")
     return save_figure(fig, path)
 
 
-def plot_estimators(res: dict, path: Path) -> Path:
-    """One panel per target: each estimator's score (x) against realised mean VI (y), sources labelled."""
+def plot_assessment(res: dict, path: Path) -> Path:
+    """Every estimator and baseline at a glance: mean regret (bits, left) and pooled Spearman with realised VI
+    (right, the mean noise ceiling dashed), sorted by regret; the defaults in red."""
+    from neuroadda.report import pyplot
+
+    plt = pyplot()
+    a = assess_estimators(res)
+    rows = sorted(a["estimators"].items(), key=lambda kv: (kv[1]["regret"], -kv[1]["spearman"]))
+    names = [n for n, _ in rows]
+    defaults = {res.get("default_estimator"), res.get("default_labelled_estimator")}
+    colors = ["tab:red" if n in defaults else "0.55" if n in ("random order", "same modality first") else "tab:blue"
+              for n in names]
+    y = np.arange(len(names))[::-1]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 0.32 * len(names) + 1.6), sharey=True, layout="constrained")
+    ax1.barh(y, [r["regret"] for _, r in rows], color=colors)
+    ax1.set_yticks(y, names, fontsize=8)
+    ax1.set_xlabel("mean regret of the pick (bits; lower is better)")
+    ax2.barh(y, [r["spearman"] if np.isfinite(r["spearman"]) else 0 for _, r in rows], color=colors)
+    ax2.axvline(a["noise_ceiling_mean"], color="k", ls="--", lw=1, label=f"noise ceiling {a['noise_ceiling_mean']:.2f}")
+    ax2.axvline(0, color="k", lw=0.5)
+    ax2.set_xlabel("pooled Spearman with realised VI (higher is better)")
+    ax2.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Source-selection estimators on {len(a['noise_ceiling'])} targets (red: the defaults; grey: baselines)",
+                 fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_estimators(res: dict, path: Path, names: list[str] | None = None) -> Path:
+    """One panel per (estimator, target): score (x) against realised mean VI (y), sources labelled. ``names``
+    defaults to the chosen default estimator(s) and ``mmd2``, the paper's."""
     from neuroadda.report import pyplot
 
     plt = pyplot()
     targets = [t for t, b in res["targets"].items() if b["seeds"] and b["estimators"]]
-    names = sorted({n for t in targets for n in res["targets"][t]["estimators"]})
+    scored = sorted({n for t in targets for n in res["targets"][t]["estimators"]})
+    wanted = names or [n for n in dict.fromkeys([res.get("default_estimator"), "mmd2",
+                                                 res.get("default_labelled_estimator")]) if n]
+    names = [n for n in wanted if n in scored] or scored
     if not targets or not names:
         raise InputError("no estimator scores to plot yet")
     fig, axes = plt.subplots(len(names), len(targets), figsize=(3.6 * len(targets), 3.2 * len(names)),
@@ -229,6 +263,7 @@ def plot_estimators(res: dict, path: Path) -> Path:
             for s in srcs:
                 ax.annotate(s, (sc[s], vi[s]), fontsize=7, xytext=(3, 3), textcoords="offset points")
             ax.axhline(np.mean(b["arms"][SCRATCH]["vi"]), color="0.5", ls="--", lw=1, label="scratch")
+            ax.margins(x=0.3, y=0.15)  # room for the source names
             ax.set_title(f"{t}", fontsize=9)
             ax.set_xlabel(f"{name} (lower = predicted better)", fontsize=8)
             ax.set_ylabel("realised VI (bits)", fontsize=8)
@@ -270,6 +305,7 @@ def write_results(res: dict, out: str | Path) -> dict:
         paths["matrix"] = plot_matrix(res, out / "vi_matrix.png")
         try:
             paths["estimators"] = plot_estimators(res, out / "estimators.png")
+            paths["assessment"] = plot_assessment(res, out / "assessment.png")
         except InputError:
             pass
         vn = plot_vi_vs_n(res, out / "vi_vs_n.png")

@@ -74,19 +74,38 @@ def test_entropy_and_zeroed_z_head_through_a_real_backbone(tmp_path):
     assert res["detail"]["dead"]["boundary_fraction"][0] < 0.002
 
 
+def _scaled(seed, factor):
+    net = _net(seed)
+    with torch.no_grad():  # larger weights: dropout and flips move more affinities across the threshold
+        for p in net.parameters():
+            p.mul_(factor)
+    return net
+
+
 def test_consistency_orders_a_stable_model_before_an_unstable_one(tmp_path):
     target, _, _ = _vol(tmp_path / "t.h5")
-    stable = _net(0)
-    with torch.no_grad():  # input- and feature-independent output: perfectly consistent
-        for p in stable.parameters():
-            p.zero_()
-    unstable = _net(1)
+    res = estimate("consistency", Context(target, {"stable": _ckpt(tmp_path / "s.pt", _scaled(1, 2.0)),
+                                                   "unstable": _ckpt(tmp_path / "u.pt", _scaled(0, 8.0))}, seed=0))
+    assert res["scores"]["stable"] + 1.0 < res["scores"]["unstable"]  # measured 2.02 vs 4.05 bits
+    assert not any("flags" in d for d in res["detail"].values())
+
+
+def test_consistency_ranks_a_one_segment_model_last_however_stable(tmp_path):
+    """A network whose output ignores its input (all weights 0: affinity 0.5 everywhere, one object at the
+    threshold 0.5) segments every patch identically with and without perturbation (VI 0): consistent and
+    useless. It is flagged and scored the worst VI a patch can have."""
+    target, _, _ = _vol(tmp_path / "t.h5")
+    flat = _net(0)
     with torch.no_grad():
-        for p in unstable.parameters():
-            p.mul_(4.0)
-    res = estimate("consistency", Context(target, {"stable": _ckpt(tmp_path / "s.pt", stable),
-                                                   "unstable": _ckpt(tmp_path / "u.pt", unstable)}, seed=0))
-    assert res["scores"]["stable"] == pytest.approx(0.0) and res["scores"]["unstable"] > 0.05
+        for p in flat.parameters():
+            p.zero_()
+    res = estimate("consistency", Context(target, {"flat": _ckpt(tmp_path / "f.pt", flat),
+                                                   "real": _ckpt(tmp_path / "r.pt", _scaled(1, 4.0))}, seed=0))
+    d = res["detail"]["flat"]
+    assert d["stable_vi"] == pytest.approx(0.0) and d["largest_segment_fraction"] > 0.9
+    assert res["scores"]["flat"] == pytest.approx(np.log2(np.prod(d["patch"])))
+    assert res["scores"]["flat"] > res["scores"]["real"]
+    assert any(f.startswith("degenerate") for f in d["flags"])
 
 
 def test_logme_is_the_bayesian_evidence_at_its_optimum():

@@ -27,6 +27,7 @@ N_PATCHES = 8
 DROPOUT = 0.1
 N_PERTURB = 2
 DEGENERATE = (0.002, 0.6)
+MERGED = 0.9  # consistency: a clean segmentation whose largest segment covers more than this of the patch
 Z_RATIO = 4.0
 ANISO_FACTOR = 2.0
 
@@ -167,7 +168,7 @@ def consistency_estimator(ctx, progress: bool = False) -> dict:
         t = float(meta.get("threshold", 0.5))
         per_slice = not is_isotropic(vol.voxel_size)
         clean = _affinities(net, x).numpy()
-        vis = []
+        vis, largest = [], []
         for k in range(N_PERTURB):
             pert = _affinities(net, x, dropout_seed=ctx.seed * 1000 + k, flip=True).numpy()
             for i in range(len(x)):
@@ -178,11 +179,21 @@ def consistency_estimator(ctx, progress: bool = False) -> dict:
                 sa = segment(a, t, per_slice=per_slice)
                 sb = segment(b, t, per_slice=per_slice)
                 vis.append(sum(variation_of_information(sb, sa, ignore_gt=())))
+                if k == 0:
+                    largest.append(float(np.unique(sa, return_counts=True)[1].max() / sa.size))
         _, lo, hi = bootstrap_ci(vis, seed=ctx.seed)
-        return {"score": float(np.mean(vis)), "ci_low": lo, "ci_high": hi, "vi": vis, "threshold": t,
-                "patch": list(patch)}
+        out = {"score": float(np.mean(vis)), "ci_low": lo, "ci_high": hi, "vi": vis, "threshold": t,
+               "patch": list(patch), "largest_segment_fraction": float(np.median(largest))}
+        if np.median(largest) > MERGED:
+            # one segment is perfectly stable and useless: score it as the largest VI a patch can have
+            worst = float(np.log2(np.prod(clean.shape[2:])))
+            out.update({"score": worst, "ci_low": worst, "ci_high": worst, "stable_vi": out["score"],
+                        "flags": [f"degenerate: its segmentation is one object over {np.median(largest):.0%} of "
+                                  f"a typical patch (stable but useless); scored {worst:.1f} bits, the worst"]})
+        return out
 
     detail = _per_source(ctx, fn)
     return {"scores": {s: d["score"] for s, d in detail.items()}, "detail": detail,
             "settings": {"patches": N_PATCHES, "perturbations": N_PERTURB, "dropout": DROPOUT, "flip": "zyx",
+                         "merged": MERGED,
                          "seed": ctx.seed, "metric": "VI(perturbed | clean) split + merge, bits"}}

@@ -235,7 +235,8 @@ def plot_assessment(res: dict, path: Path) -> Path:
     ax2.set_xlabel("pooled Spearman with realised VI (higher is better)")
     ax2.legend(fontsize=8, loc="lower right")
     n_targets = len(a["noise_ceiling"])
-    fig.suptitle(f"Source-selection estimators on {n_targets} targets (red: the defaults; grey: baselines)", fontsize=10)
+    fig.suptitle(f"Source-selection estimators on {n_targets} targets (red: the defaults; grey: baselines)",
+                 fontsize=10)
     return save_figure(fig, path)
 
 

@@ -71,8 +71,8 @@ def distinguishable(estimator: str, rows: list[dict]) -> tuple[bool | None, str]
         if a["score"] <= floor_a and b["score"] <= floor_b:
             return False, "both leaders are within the target's own half-vs-half variation"
     if "ci_low" in a and "ci_high" in a and "ci_low" in b:
-        if a["compatible"] != b["compatible"]:
-            return True, "the runner-up fails the compatibility check"
+        if estimator.startswith("compat+") and a["compatible"] != b["compatible"]:
+            return True, "the runner-up fails the compatibility check"  # gated: compatibility ranks first
         if a["ci_high"] >= b["ci_low"]:
             return False, f"the leaders' 95% intervals overlap ({a['ci_high']:.4g} >= {b['ci_low']:.4g})"
         return True, "the leader's 95% interval lies below the runner-up's"

@@ -145,3 +145,15 @@ def test_mmd2_common_puts_the_matching_source_closer(tmp_path):
     assert res["scores"][near] < res["scores"][far]
     assert set(res["per_encoder"]) == set(bb)
     assert known("compat+mmd2-common") and not known("oracle")
+
+
+def test_overlapping_intervals_cannot_be_told_apart_unless_the_gate_ranks():
+    from neuroadda.selection.ranking import distinguishable
+
+    rows = [{"score": 0.51, "ci_low": 0.28, "ci_high": 0.77, "compatible": True},
+            {"score": 0.63, "ci_low": 0.48, "ci_high": 0.81, "compatible": False}]
+    verdict, why = distinguishable("consistency", rows)
+    assert verdict is False and "overlap" in why  # compatibility is reported, not used, by an ungated estimator
+    assert distinguishable("compat+consistency", rows) == (True, "the runner-up fails the compatibility check")
+    apart = [dict(rows[0], ci_high=0.40), dict(rows[1], compatible=True)]
+    assert distinguishable("consistency", apart)[0] is True

@@ -60,6 +60,7 @@ finetune:
   thresholds: [0.3, 0.7]
   logger: none
 select_source:
+  estimator: mmd2   # tiny random networks segment everything as one object: consistency would tie them all
   patches: 8
   permutations: 20
 """

@@ -68,7 +68,7 @@ def test_demo_retrains_then_prints_the_table_and_writes_figures(tmp_path, capsys
            / rep["arms"]["scratch"]["vi_mean"])
     assert f"VI reduction, fine-tuned vs scratch: {red:.1f}%" in printed
     assert f"Figures are in {out}" in printed.splitlines()[-1]
-    for f in ("select/mmd.png", "seed0/round1/samples.png", "report.png", "heldout.png"):
+    for f in ("select/ranking.png", "seed0/round1/samples.png", "report.png", "heldout.png"):
         assert (out / f).stat().st_size > 1000
     stages = summary["stage_seconds"]
     assert {f"pretrain backbone {s}" for s in sources} <= set(stages)

@@ -59,7 +59,8 @@ def test_select_source_and_evaluate_log_offline_runs(tmp_path, monkeypatch):
     target, src = _volume(tmp_path / "t.h5", 0), _volume(tmp_path / "s.h5", 1)
     bb = _backbone(tmp_path / "bb.pt", 0)
     assert main(["select-source", "--target", target, "--sources", src, "--backbone", f"{src}={bb}", "--patches", "8",
-                 "--permutations", "20", "--out", str(tmp_path / "sel"), "--logger", "wandb", "--quiet"]) == 0
+                 "--permutations", "20", "--estimator", "mmd2", "--out", str(tmp_path / "sel"), "--logger", "wandb",
+                 "--quiet"]) == 0
     (run,) = [read_offline_run(r) for r in (tmp_path / "sel").rglob("offline-run-*")]
     sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
     assert run["summary"][f"mmd2/{src}"] == pytest.approx(sel["ranking"][0]["mmd2"])

@@ -99,6 +99,9 @@ def run(args) -> int:
         where = "--estimator" if args.estimator else f"{args.config}: select_source.estimator"
         raise InputError(f"{where}: unknown {', '.join(bad)} (mmd2, mmd2-common, compat, entropy, consistency, "
                          "zero-shot-vi, logme, compat+NAME)")
+    from neuroadda.workflows.backbones import check_specs
+
+    check_specs({"--target": [args.target], "--sources": args.sources})  # before any work, whatever the estimator
     vs = tuple(args.voxel_size) if args.voxel_size else None
     labelled, kind = _labelled(args, vs) if args.labels else ((), "3d_instance")
     backbones = backbones_from_args(args, args.sources, args.out)

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from neuroadda.config import ExperimentConfig
-from neuroadda.data.cards import get_card
 from neuroadda.report import save_figure, write_json, write_text
 from neuroadda.selection.select import safe_name
 
@@ -98,16 +97,10 @@ def validate(cfg: ExperimentConfig) -> None:
     """Everything the grid's tasks will read, checked before anything is written or submitted: dataset names
     (or paths) of targets and sources, and the adapt and pretrain configs (schema included)."""
     from neuroadda.config import AdaptConfig, PretrainConfig, load_config
-    from neuroadda.data.io import split_spec
-    from neuroadda.data.volume import is_dataset_name
     from neuroadda.errors import InputError
+    from neuroadda.workflows.backbones import check_specs
 
-    for key, specs in (("targets", cfg.targets), ("sources", cfg.sources)):
-        for spec in specs:
-            if is_dataset_name(spec):
-                get_card(spec)  # an unknown name is an InputError suggesting close names
-            elif not split_spec(spec)[0].exists():
-                raise InputError(f"{key}: '{spec}' is neither a dataset name nor an existing path")
+    check_specs({"targets": cfg.targets, "sources": cfg.sources})  # unknown names suggest close ones
     stray = sorted(set(cfg.pretrain_configs) - set(cfg.sources))
     if stray:
         raise InputError(f"pretrain_configs: '{stray[0]}' is not one of the sources ({', '.join(cfg.sources)})")

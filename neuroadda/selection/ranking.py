@@ -43,9 +43,10 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
         flags = [f"incompatible: {r}" for r in c["reasons"]] + c["warnings"]
         for res in results.values():
             flags += list((res["detail"].get(s) or {}).get("flags", []))
-        row = {"source": s, "rank": i, "score": float(base[s]), "ranked_by": float(primary["scores"][s]),
+        row = {**(primary["detail"].get(s) or {}),  # the estimator's detail first: the row's own keys win
+               "source": s, "rank": i, "score": float(base[s]), "ranked_by": float(primary["scores"][s]),
                "scores": {n: float(r["scores"][s]) for n, r in results.items()}, "compatible": c["compatible"],
-               "flags": flags, "backbone": str(backbones[s]), **(primary["detail"].get(s) or {})}
+               "flags": flags, "backbone": str(backbones[s])}
         if estimators[0] == "mmd2":
             row["mmd2"] = row["score"]
             row["within_target_variation"] = bool(row["mmd2"] <= row["target_self_mmd2"])

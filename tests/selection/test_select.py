@@ -11,6 +11,7 @@ from neuroadda.cli.main import main
 from neuroadda.models.checkpoint import save_backbone
 from neuroadda.models.unet import AffinityUNet
 from neuroadda.selection.embed import pool_features, standardize
+from neuroadda.selection.ranking import DEFAULT_LABELLED_ESTIMATOR
 from neuroadda.selection.select import resolve_backbones, safe_name
 from tests.conftest import blob_labels, raw_from_labels
 
@@ -212,6 +213,6 @@ def test_select_source_other_estimators_flags_and_rerank_on_labels(tmp_path, cap
     assert main(["select-source", *common, "--labels", str(tmp_path / "smp"), "--out", str(tmp_path / "s2")]) == 0
     out = capsys.readouterr().out
     sel = json.loads((tmp_path / "s2" / "selection.json").read_text())
-    assert sel["estimator"] == "zero-shot-vi" and "on 2 annotated samples" in out
+    assert sel["estimator"] == DEFAULT_LABELLED_ESTIMATOR and "on 2 annotated samples" in out
     assert main(["select-source", *common, "--estimator", "oracle", "--out", str(tmp_path / "s3")]) == 2
     assert "unknown oracle" in capsys.readouterr().err

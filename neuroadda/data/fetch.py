@@ -93,11 +93,11 @@ def _present_and_valid(target: Path, f: CardFile) -> bool:
 
 
 def _download(f: CardFile, target: Path, *, progress: bool) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    from neuroadda.report import atomic_path
+
     h, n = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(target) as tmp:  # renamed onto target only when size and checksum are right
+        with open(tmp, "wb") as out:
             try:
                 req = urllib.request.Request(f.url, headers={"User-Agent": "neuroadda-fetch"})
                 with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
@@ -123,9 +123,6 @@ def _download(f: CardFile, target: Path, *, progress: bool) -> None:
                           f"{f.url}; its sha256 is {got}", stacklevel=3)
         elif got != f.sha256.lower():
             raise InputError(f"{f.filename}: checksum mismatch for {f.url}: expected {f.sha256.lower()}, got {got}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _gunzip_name(archive: Path) -> Path:
@@ -154,14 +151,10 @@ def _unpack(archive: Path, kind: str) -> None:
     folder = archive.parent
     try:
         if kind == "gzip":
-            out = _gunzip_name(archive)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as dst, gzip.open(archive, "rb") as src:
-                    shutil.copyfileobj(src, dst, CHUNK)
-                os.replace(tmp, out)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            from neuroadda.report import atomic_path
+
+            with atomic_path(_gunzip_name(archive)) as tmp, open(tmp, "wb") as dst, gzip.open(archive, "rb") as src:
+                shutil.copyfileobj(src, dst, CHUNK)
             return
         tmpdir = Path(tempfile.mkdtemp(dir=folder, prefix=f".{archive.name}.", suffix=".unpack"))
         try:

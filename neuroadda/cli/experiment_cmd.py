@@ -45,21 +45,19 @@ def register(sub) -> None:
 def run_task(args) -> int:
     """One array element: a transfer-study task (a list of study elements) or an experiment task (argv)."""
     from neuroadda.errors import InputError
+    from neuroadda.workflows.study_submit import is_study_tasks
 
     try:
-        from neuroadda.workflows.study_submit import is_study_tasks
-
-        data = is_study_tasks(args.tasks)
+        data = json.loads(Path(args.tasks).read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"--tasks {args.tasks}: cannot read it as a tasks file ({e})") from None
-    if data is not None:
+    if is_study_tasks(data):
         from neuroadda.workflows.study_submit import run_task as run_study_task
 
         return run_study_task(data, args.index)
     from neuroadda.cluster.grid import PretrainTask, Task
     from neuroadda.config import ExperimentConfig
 
-    data = json.loads(Path(args.tasks).read_text())
     if not 0 <= args.index < len(data["tasks"]):
         raise InputError(f"--tasks {args.tasks}: no task {args.index} (it has {len(data['tasks'])})")
     raw = data["tasks"][args.index]

@@ -15,7 +15,6 @@ ones, so a requeued or resubmitted task continues where it stopped. Task lists t
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from dataclasses import asdict
@@ -182,7 +181,6 @@ def run_task(data: dict, index: int, *, echo=print) -> int:
     return 0
 
 
-def is_study_tasks(path: str | Path) -> dict | None:
-    """The parsed tasks file when it is a study one, else None."""
-    data = json.loads(Path(path).read_text())
-    return data if data.get("kind") == KIND else None
+def is_study_tasks(data: dict) -> bool:
+    """Whether a parsed tasks file holds transfer-study tasks (else: experiment-grid tasks)."""
+    return data.get("kind") == KIND

@@ -2,7 +2,8 @@
 
 - labels kinds: ``3d_instance`` (one id per object in 3-D) or ``2d_instance_per_slice`` (ids per z slice:
   ssTEM sets; the z-affinity is masked in the loss and VI is scored slice by slice);
-- tracking loggers: ``csv`` (Lightning CSV logs), ``wandb`` (offline without an API key), ``none``.
+- tracking loggers: ``csv`` (Lightning CSV logs), ``wandb`` (offline without an API key), ``none``;
+- fragment methods: ``ascent`` (default: block-wise runs reproduce it exactly) or ``watershed``.
 """
 
 from __future__ import annotations
@@ -15,3 +16,7 @@ THREE_D, TWO_D = LABELS_KINDS
 
 LoggerName = Literal["csv", "wandb", "none"]
 LOGGERS: tuple[str, ...] = get_args(LoggerName)
+
+FragmentMethod = Literal["ascent", "watershed"]
+FRAGMENTS: tuple[str, ...] = get_args(FragmentMethod)
+DEFAULT_FRAGMENTS = "ascent"  # bench/fragments.py compares the two on real affinities

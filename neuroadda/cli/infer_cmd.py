@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from neuroadda.cli.common import add_voxel_size, fraction, positive_int, unit_open
+from neuroadda.vocab import DEFAULT_FRAGMENTS, FRAGMENTS
 
 
 def register(sub) -> None:
@@ -30,12 +31,14 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr (OME-Zarr with --block-size)")
     s.add_argument("--threshold", type=unit_open, default=None,
                    help="waterz merge threshold (default: the one the checkpoint chose on validation data)")
-    s.add_argument("--fragments", choices=("watershed", "waterz"), default="watershed",
-                   help="supervoxels to agglomerate: distance-transform watershed (default) or waterz's own")
+    s.add_argument("--fragments", choices=(*FRAGMENTS, "waterz"), default=DEFAULT_FRAGMENTS,
+                   help="supervoxels to agglomerate: 'ascent' (default; the distance map climbed voxel by voxel, "
+                        "which block-wise runs reproduce exactly), 'watershed' (seeded watershed on the same map) "
+                        "or waterz's own (whole volume only)")
     _add_blockwise(s, "segment")
     s.add_argument("--context", type=int, default=32,
-                   help="with --block-size: voxels of affinities around each block that its watershed sees "
-                        "(default: %(default)s)")
+                   help="with --block-size: voxels of affinities read around each block for its fragments; "
+                        "'ascent' reads more where it must to stay exact (default: %(default)s)")
     s.add_argument("--agglomeration", choices=("mean", "threshold"), default="mean",
                    help="with --block-size: global waterz-style mean-affinity merging of the region graph (default), "
                         "or connected components of its edges below the threshold")
@@ -90,19 +93,20 @@ def run_segment(args) -> int:
         from neuroadda.errors import InputError
         from neuroadda.workflows.segment_blockwise import segment_blockwise
 
-        if args.fragments != "watershed":
-            raise InputError("--block-size works with --fragments watershed only")
+        if args.fragments == "waterz":
+            raise InputError("--block-size works with --fragments ascent or watershed, not waterz")
         s = segment_blockwise(args.affinities, args.out, block_size=args.block_size, threshold=args.threshold,
                               context=args.context, workers=args.workers or 1, cluster=args.cluster or "local",
                               sbatch_args=args.sbatch_arg, agglomeration=args.agglomeration,
-                              work_dir=args.work_dir, progress=not args.quiet)
+                              fragments=args.fragments, work_dir=args.work_dir, progress=not args.quiet)
         print(f"wrote segmentation to {s['out']} (waterz threshold {s['threshold']:.3f}, {s['graph']['segments']} "
-              f"segments from {s['graph']['fragments']} fragments in {s['blocks']} blocks)")
+              f"segments from {s['graph']['fragments']} {s['fragments']} fragments in {s['blocks']} blocks; "
+              f"context {s['contexts']['min']}-{s['contexts']['max']} voxels)")
         return 0
     from neuroadda.workflows.segment import segment_zarr
 
     out, threshold = segment_zarr(args.affinities, args.out, threshold=args.threshold,
-                                  fragments=None if args.fragments == "waterz" else "watershed")
+                                  fragments=None if args.fragments == "waterz" else args.fragments)
     print(f"wrote segmentation to {out} (waterz threshold {threshold:.3f})")
     import sys
 

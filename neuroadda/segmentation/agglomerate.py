@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from neuroadda.errors import InputError
+from neuroadda.vocab import DEFAULT_FRAGMENTS, FRAGMENTS
 
 
 class AffinityInputError(InputError, ValueError):
@@ -138,21 +139,36 @@ def _run(segmentations: Iterator[np.ndarray], ts: list[float]) -> Iterator[tuple
                 close()
 
 
-def segment(affs: np.ndarray, threshold: float, *, fragments: str | np.ndarray | None = "watershed",
+
+
+def segment(affs: np.ndarray, threshold: float, *, fragments: str | np.ndarray | None = DEFAULT_FRAGMENTS,
             per_slice: bool = False) -> np.ndarray:
     """One uint64 (z, y, x) segmentation of ``affs`` at ``threshold`` (fragments as in :func:`segmentations`)."""
     return next(segmentations(affs, [threshold], fragments=fragments, per_slice=per_slice))[1]
 
 
-def segmentations(affs: np.ndarray, thresholds: Iterable[float], *, fragments: str | np.ndarray | None = "watershed",
-                  per_slice: bool = False) -> Iterator[tuple[float, np.ndarray]]:
-    """:func:`agglomerate` starting from ``fragments``: "watershed" (default; distance-transform seeded, see
-    :mod:`neuroadda.segmentation.fragments`, 2-D per slice with ``per_slice``), None (waterz's own initial
-    watershed, slow on uncertain predictions) or a (z, y, x) array."""
-    if isinstance(fragments, str):
-        if fragments != "watershed":
-            raise ValueError(f"fragments must be 'watershed', None or an array, got {fragments!r}")
+def make_fragments(affs: np.ndarray, method: str, *, per_slice: bool = False) -> np.ndarray:
+    """(z, y, x) uint64 fragments of (3, z, y, x) affinities by a named method (see :data:`FRAGMENTS`):
+    "ascent" (the distance map of the predicted interiors climbed voxel by voxel, local enough for block-wise
+    runs to reproduce it exactly, :mod:`.ascent`) or "watershed" (seeded watershed on the same map,
+    :mod:`.fragments`); 2-D per slice with ``per_slice``."""
+    if method == "watershed":
         from neuroadda.segmentation.fragments import watershed_fragments
 
-        fragments = watershed_fragments(_check_affs(affs), per_slice=per_slice)
+        return watershed_fragments(_check_affs(affs), per_slice=per_slice)
+    if method == "ascent":
+        from neuroadda.segmentation.ascent import ascent_fragments
+
+        return ascent_fragments(_check_affs(affs), per_slice=per_slice)
+    raise ValueError(f"fragments must be one of {', '.join(FRAGMENTS)}, None or an array, got {method!r}")
+
+
+def segmentations(affs: np.ndarray, thresholds: Iterable[float], *,
+                  fragments: str | np.ndarray | None = DEFAULT_FRAGMENTS,
+                  per_slice: bool = False) -> Iterator[tuple[float, np.ndarray]]:
+    """:func:`agglomerate` starting from ``fragments``: a method name of :func:`make_fragments` (default
+    :data:`DEFAULT_FRAGMENTS`), None (waterz's own initial watershed, slow on uncertain predictions) or a
+    (z, y, x) array."""
+    if isinstance(fragments, str):
+        fragments = make_fragments(affs, fragments, per_slice=per_slice)
     return agglomerate(affs, thresholds, fragments=fragments)

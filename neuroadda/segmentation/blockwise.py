@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from neuroadda.segmentation.ascent import certified_radius, distance_map, forest, margin
 from neuroadda.segmentation.fragments import fragment_seeds
 
 
@@ -125,3 +126,43 @@ def face_edges(first_ids: np.ndarray, lower_last_ids: np.ndarray, aff: np.ndarra
     """Edges across one face: the block's first layer against its lower neighbour's last layer (one fragment
     on both sides adds nothing, as inside a core)."""
     return pair_edges(first_ids, lower_last_ids, aff)
+
+
+def block_ascent(affs_read: np.ndarray, read, core, volume_shape, *, per_slice: bool = False,
+                 threshold: float = 0.5, sigma: float = 1.0, min_distance: int = 2, max_distance: float = 32.0):
+    """The ascent fragments (:mod:`.ascent`) of the ``core`` box from the (3, Z, Y, X) affinities of the ``read``
+    box (global slices): (names uint64 of the core's shape, joins (k, 2) uint64). When the read is too small for
+    them to be exact (a boundary may lie beyond it), the context (voxels around the core) that is enough, an int.
+
+    Chains are followed beyond the core as far as the read keeps them exact, so that most end at their root and
+    few pieces of a fragment leave the block to be joined."""
+    affs = as_float_affinities(affs_read)
+    kw = dict(threshold=threshold, sigma=sigma, min_distance=min_distance, max_distance=max_distance)
+    if not per_slice:
+        return _ascent_region(affs.mean(0), read, core, volume_shape, **kw)
+    plane = int(volume_shape[1]) * int(volume_shape[2])
+    mean_xy = affs[1:].mean(0)
+    names, joins = [], []
+    for z in range(core[0].start, core[0].stop):
+        got = _ascent_region(mean_xy[z - read[0].start], read[1:], core[1:], volume_shape[1:], **kw)
+        if isinstance(got, int):
+            return got
+        names.append(got[0] + np.uint64(z * plane))
+        joins.append(got[1] + np.uint64(z * plane))
+    return np.stack(names), np.concatenate(joins)
+
+
+def _ascent_region(boundary_free, read, core, volume_shape, *, threshold, sigma, min_distance, max_distance):
+    """:func:`block_ascent` of one 2-D or 3-D region."""
+    mask, edt, dist = distance_map(boundary_free, threshold, sigma, max_distance)
+    grow = margin(sigma, min_distance)
+    follow = certified_radius(edt, read, volume_shape, core, max_distance) - grow
+    if follow < 0:
+        near = tuple(slice(max(c.start - grow, r.start) - r.start, min(c.stop + grow, r.stop) - r.start)
+                     for c, r in zip(core, read))
+        return grow + int(np.ceil(min(float(edt[near].max()), max_distance))) + 8
+    span = tuple(slice(max(0, c.start - follow), min(int(n), c.stop + follow)) for c, n in zip(core, volume_shape))
+    names, joins = forest(dist, mask, tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(span, read)),
+                          [r.start for r in read], volume_shape, min_distance)
+    names = names[tuple(slice(c.start - s.start, c.stop - s.start) for c, s in zip(core, span))]
+    return names, joins[np.isin(joins[:, 0], np.unique(names))]

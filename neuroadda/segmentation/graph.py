@@ -97,6 +97,21 @@ def threshold_components(n: int, u, v, scores, threshold: float) -> np.ndarray:
     return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
+def join_pieces(n: int, a, b) -> np.ndarray:
+    """Fragment index (0..k-1, in order of first piece) of each of ``n`` pieces, pieces ``a[i]`` and ``b[i]``
+    being parts of one fragment (union-find by scipy's connected components)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    comp = connected_components(graph, directed=False)[1]
+    _, first, inverse = np.unique(comp, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse]
+
+
 def consecutive_labels(roots: np.ndarray) -> np.ndarray:
     """Segment ids 1..k for a node -> component array, numbered in order of each component's first node, so the
     result depends on the partition only (not on which node ended up as root)."""

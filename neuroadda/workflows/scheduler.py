@@ -4,7 +4,8 @@ Workers are local processes by default; with ``cluster="slurm"`` each worker slo
 (``sbatch --wait``) that runs :mod:`neuroadda.workflows.daisy_worker` and connects back to the daisy server over
 TCP. daisy records finished blocks under ``WORK/done/<stage>``, so a killed run started again skips them; a
 stage whose outputs were removed must drop that record (:func:`reset_stage`). Each block also leaves
-``WORK/stats/<stage>/<index>.json`` (seconds, peak RSS of its worker process so far) for the benchmarks.
+``WORK/stats/<stage>/<index>.json`` (seconds, peak RSS of its worker process so far, and whatever dict the
+block function returned) for the summaries and benchmarks.
 
 A block is handed to the function as :class:`BlockInfo`: its index in the block grid (row-major, z slowest)
 and its core slices, clipped to the volume. Blocks write disjoint regions, so they run in any order.
@@ -99,9 +100,9 @@ class _PerBlock:
         pos = [int(o) // b for o, b in zip(block.write_roi.offset, self.block)]
         info = block_info(pos, self.shape, self.block)
         t0 = time.perf_counter()
-        self.fn(info)
+        extra = self.fn(info)
         stats = {"index": info.index, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
-                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, **(extra or {})}
         write_json(os.path.join(self.stats_dir, f"{info.index}.json"), stats)
 
 

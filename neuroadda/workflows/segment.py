@@ -10,7 +10,7 @@ import zarr
 from neuroadda.data.io import open_array, split_spec
 from neuroadda.errors import InputError
 from neuroadda.inference.blockwise import finalize_zarr, tmp_path_for
-from neuroadda.vocab import TWO_D
+from neuroadda.vocab import DEFAULT_FRAGMENTS, TWO_D
 
 
 def write_zarr(path: str | Path, data: np.ndarray, attrs: dict, chunks=(64, 64, 64)) -> Path:
@@ -43,8 +43,9 @@ def open_affinities(spec: str, threshold: float | None = None):
 
 
 def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | None = None,
-                 fragments: str | None = "watershed") -> tuple[Path, float]:
-    """Agglomerate the (3, z, y, x) affinities at ``affinities`` (threshold from its attrs if not given)."""
+                 fragments: str | None = DEFAULT_FRAGMENTS) -> tuple[Path, float]:
+    """Agglomerate the (3, z, y, x) affinities at ``affinities`` (threshold from its attrs if not given) from
+    ``fragments`` (a method of :func:`..segmentation.agglomerate.make_fragments`, or None: waterz's own)."""
     from neuroadda.segmentation.agglomerate import segment
 
     affs, threshold = open_affinities(str(affinities), threshold)
@@ -53,5 +54,5 @@ def segment_zarr(affinities: str | Path, out: str | Path, *, threshold: float | 
                   per_slice=affs.attrs.get("labels_kind") == TWO_D)
     attrs = {k: affs.attrs[k] for k in ("voxel_size_nm", "input", "checkpoint", "labels_kind", "learned")
              if k in affs.attrs}
-    attrs.update({"threshold": float(threshold), "affinities": str(affinities)})
+    attrs.update({"threshold": float(threshold), "affinities": str(affinities), "fragments": fragments or "waterz"})
     return write_zarr(out, seg, attrs), float(threshold)

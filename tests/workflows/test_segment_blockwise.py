@@ -1,5 +1,6 @@
-"""``neuroadda segment --block-size``: exact where the method allows it, close to the whole-volume run otherwise,
-resumable, one-line errors, OME-Zarr out, and plain zarr / HDF5 / OME-Zarr in."""
+"""``neuroadda segment --block-size``: exact with ascent fragments (the default) at any context, close to the
+whole-volume run with watershed fragments, resumable, one-line errors, OME-Zarr out, and plain zarr / HDF5 /
+OME-Zarr in."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from neuroadda.cli.main import main
 from neuroadda.data.io import open_array
 from neuroadda.data.ome import create_image
 from neuroadda.segmentation import agglomerate, segment
+from neuroadda.segmentation.ascent import ascent_fragments
 from neuroadda.workflows.scheduler import BlockwiseError, Cluster, run_stage
 from neuroadda.workflows.segment_blockwise import segment_blockwise
 from tests.conftest import same_partition, smooth_affinities
@@ -39,25 +41,57 @@ def _read(path) -> np.ndarray:
     return np.asarray(open_array(Path(path), None)[(slice(None),) * 3])
 
 
-def test_full_context_reproduces_the_whole_volume_segmentation(affs_zarr, tmp_path):
-    """With a context that holds the volume, every block sees the whole-volume fragments: the region graph is
-    waterz's and the result is segment()'s exactly, ids aside."""
+@pytest.mark.parametrize("block, context", [(BLOCK, 0), ((7, 13, 11), 3)])
+def test_ascent_reproduces_the_whole_volume_segmentation_at_any_context(affs_zarr, tmp_path, block, context):
+    """The default (ascent) fragments are exact block by block: with no context or a little, and odd block
+    sizes, the result is segment()'s on the whole volume, ids aside."""
     path, affs = affs_zarr
-    s = segment_blockwise(path, tmp_path / "seg.zarr", block_size=BLOCK, context=40, workers=2, progress=False)
+    s = segment_blockwise(path, tmp_path / "seg.zarr", block_size=block, context=context, workers=2, progress=False)
     seg = _read(tmp_path / "seg.zarr")
     whole = segment(affs, 0.5)
+    assert same_partition(seg, whole)
+    assert s["graph"]["fragments"] == len(np.unique(ascent_fragments(affs))) < s["graph"]["pieces"]
+    assert s["graph"]["segments"] == len(np.unique(whole))
+    assert seg.min() == 1 and seg.max() == len(np.unique(seg))
+    if context == 0:
+        assert s["contexts"]["grown_blocks"] == s["blocks"]  # every block had to read more than it was given
+
+
+def test_ascent_per_slice_reproduces_the_whole_volume_segmentation(tmp_path):
+    """2-D-labelled affinities (ssTEM) are segmented slice by slice, block-wise too."""
+    affs = smooth_affinities((6, 40, 40), seed=4)
+    affs[0] = 0  # z-affinities of 2-D labels are never trained; prediction sets them to 0
+    path = tmp_path / "affs.zarr"
+    arr = zarr.create_array(store=str(path), shape=affs.shape, dtype=np.float32, chunks=(3, 3, 16, 16))
+    arr[...] = affs
+    arr.attrs.update({"threshold": 0.5, "labels_kind": "2d_instance_per_slice"})
+    segment_blockwise(path, tmp_path / "seg.zarr", block_size=(3, 16, 16), context=2, progress=False)
+    seg = _read(tmp_path / "seg.zarr")
+    whole = segment(affs, 0.5, per_slice=True)
+    assert same_partition(seg, whole)
+    assert all(not np.isin(seg[z], seg[z + 1]).any() for z in range(5))  # no segment spans two slices
+
+
+def test_watershed_with_full_context_reproduces_the_whole_volume_segmentation(affs_zarr, tmp_path):
+    """With a context that holds the volume, every block sees the whole-volume watershed fragments: the region
+    graph is waterz's and the result is segment()'s exactly, ids aside."""
+    path, affs = affs_zarr
+    s = segment_blockwise(path, tmp_path / "seg.zarr", block_size=BLOCK, context=40, workers=2,
+                          fragments="watershed", progress=False)
+    seg = _read(tmp_path / "seg.zarr")
+    whole = segment(affs, 0.5, fragments="watershed")
     assert same_partition(seg, whole)
     assert s["graph"]["segments"] == len(np.unique(whole)) and seg.min() == 1 and seg.max() == len(np.unique(seg))
 
 
-def test_small_context_is_waterz_on_its_own_fragments_and_close_to_whole(affs_zarr, tmp_path):
+def test_watershed_small_context_is_waterz_on_its_own_fragments_and_close_to_whole(affs_zarr, tmp_path):
     path, affs = affs_zarr
     out = tmp_path / "seg.zarr"
-    segment_blockwise(path, out, block_size=BLOCK, context=8, workers=2, progress=False)
+    segment_blockwise(path, out, block_size=BLOCK, context=8, workers=2, fragments="watershed", progress=False)
     seg = _read(out)
     frag = np.asarray(zarr.open_array(str(tmp_path / "seg.zarr.work" / "fragments.zarr"), mode="r")[...])
     assert same_partition(seg, next(agglomerate(affs, [0.5], fragments=frag))[1])  # the stitching is exact
-    split, merge = variation_of_information(segment(affs, 0.5), seg)
+    split, merge = variation_of_information(segment(affs, 0.5, fragments="watershed"), seg)
     assert split + merge < 0.5, (split, merge)  # measured 0.31: the fragments near block faces differ
 
 
@@ -69,8 +103,7 @@ def test_rerun_reuses_fragments_and_a_new_threshold_only_regroups(affs_zarr, tmp
     assert len(stamps) == 3 * 3 * 3
     segment_blockwise(path, out, block_size=BLOCK, threshold=0.3, workers=2, progress=False)
     assert {p: p.stat().st_mtime_ns for p in (work / "blocks").glob("*.npz")} == stamps
-    frag = np.asarray(zarr.open_array(str(work / "fragments.zarr"), mode="r")[...])
-    assert same_partition(_read(out), next(agglomerate(affs, [0.3], fragments=frag))[1])
+    assert same_partition(_read(out), segment(affs, 0.3))
     assert zarr.open_group(str(out), mode="r").attrs["threshold"] == 0.3
 
 

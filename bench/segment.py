@@ -183,6 +183,7 @@ def main() -> int:
                      "seconds": s["seconds"], "ns_per_voxel": 1e9 * per_voxel(s["seconds"], n),
                      "ratio": per_voxel(s["seconds"], n) / ref, "peak_rss_gb": peak / 1e9,
                      "segments": s["graph"]["segments"], "fragments": s["graph"]["fragments"],
+                     "pieces": s["graph"]["pieces"], "contexts": s["contexts"],
                      "edges": s["graph"]["edges"], "graph_seconds": s["graph"]["seconds"],
                      "stage_block_seconds": {k: v["block_seconds"] for k, v in s["stages"].items()}})
     driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
@@ -193,6 +194,7 @@ def main() -> int:
     print(f"peak RSS of the driver (global graph of {big_bw['graph']['fragments']} fragments, "
           f"{big_bw['graph']['edges']} edges, {big_bw['graph']['seconds']:.0f} s): {driver:.2f} GB")
     print(f"VI block-wise vs whole-volume at {args.whole_size}^3: {vi:.4f} bits")
+    print(f"contexts read at {args.size}^3: {big_bw['contexts']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "driver_peak_rss_gb": driver, "vi_small": vi,
                                                "args": vars(args), "cpus": os.cpu_count()}, indent=1))

@@ -62,17 +62,15 @@ def _short(res: dict) -> dict:
     return {k: v for k, v in res.items() if k not in ("threshold_table", "tail", "gpu", "versions", "loss_curve")}
 
 
-class GpuSampler:
-    """nvidia-smi every second in a thread: peak / mean utilisation, peak memory used, compute PIDs seen."""
+class _Poller:
+    """A context manager that runs ``self._loop`` in a daemon thread while ``self.active``."""
 
-    def __init__(self, period: float = 1.0):
-        self.period, self.samples, self.pids = period, [], set()
-        self.ok = shutil.which("nvidia-smi") is not None
-        self._stop = threading.Event()
-        self._thread = None
+    active = True
 
     def __enter__(self):
-        if self.ok:
+        self._stop = threading.Event()
+        self._thread = None
+        if self.active:
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
         return self
@@ -81,6 +79,17 @@ class GpuSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def _loop(self):
+        raise NotImplementedError
+
+
+class GpuSampler(_Poller):
+    """nvidia-smi every second in a thread: peak / mean utilisation, peak memory used, compute PIDs seen."""
+
+    def __init__(self, period: float = 1.0):
+        self.period, self.samples, self.pids = period, [], set()
+        self.ok = self.active = shutil.which("nvidia-smi") is not None
 
     def _query(self, args) -> list[str]:
         r = subprocess.run(["nvidia-smi", *args, "--format=csv,noheader,nounits"], capture_output=True, text=True,
@@ -111,26 +120,14 @@ class GpuSampler:
                 "compute_pids": sorted(self.pids)}
 
 
-class StepWatcher:
+class StepWatcher(_Poller):
     """Polls a training run's metrics.csv (the CSV logger flushes it every 100 steps) and notes when each new step
     appears: the slope between the first and the last flush is the steady steps/s, without start-up and the
     threshold calibration that ``train_seconds`` (the whole fit) includes."""
 
     def __init__(self, out_dir: Path | None, period: float = 0.5):
         self.out_dir, self.period, self.points = out_dir, period, []
-        self._stop = threading.Event()
-        self._thread = None
-
-    def __enter__(self):
-        if self.out_dir is not None:
-            self._thread = threading.Thread(target=self._loop, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self.active = out_dir is not None
 
     def _loop(self):
         while not self._stop.is_set():

@@ -79,43 +79,52 @@ def certified_radius(edt: np.ndarray, read, volume_shape, core, max_distance: fl
     return g
 
 
-def _flat_index(box, shape) -> np.ndarray:
+def _index_dtype(size: int):
+    return np.int32 if size < 2**31 else np.int64
+
+
+def _flat_index(box, shape, dtype=np.int64) -> np.ndarray:
     """Flat (C-order) index in an array of ``shape`` of every voxel of ``box`` (slices), as an array of the box's
     shape."""
     strides = np.cumprod((list(shape[1:]) + [1])[::-1])[::-1]
-    out = np.zeros((), np.int64)
+    out = np.zeros((), dtype)
     for ax, (s, st) in enumerate(zip(box, strides)):
         view = [1] * len(box)
         view[ax] = -1
-        out = out + (np.arange(s.start, s.stop, dtype=np.int64) * int(st)).reshape(view)
+        out = out + (np.arange(s.start, s.stop, dtype=dtype) * dtype(st)).reshape(view)
     return out
 
 
-def _pointers(dist: np.ndarray, mask: np.ndarray, box, min_distance: int) -> np.ndarray:
-    """Flat index (in ``dist``) of the voxel that each voxel of ``box`` (slices into ``dist``) points to; a root
-    points to itself. Reads ``dist`` and ``mask`` within ``min_distance + 1`` voxels of the box."""
+def _pointers(dist: np.ndarray, mask: np.ndarray, box, min_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flat index in ``dist`` of the voxel that each voxel of ``box`` (slices into ``dist``) points to, whether it
+    is a root: it points to itself). Reads ``dist`` and ``mask`` within ``min_distance + 1`` voxels of the box."""
     shape = dist.shape
-    own = _flat_index(box, shape)
+    dtype = _index_dtype(dist.size)
     sub, msub = dist[box], mask[box]
     pd = np.pad(dist, 1, constant_values=-np.inf)
     pm = np.pad(mask, 1, constant_values=False)
     strides = np.cumprod((list(shape[1:]) + [1])[::-1])[::-1]
-    best, step = sub.copy(), np.zeros(sub.shape, np.int64)
+    best, step = sub.copy(), np.zeros(sub.shape, dtype)
     for ax in range(dist.ndim):  # rule 1: the highest face neighbour, strictly higher (interior: interior only)
         for sgn in (-1, 1):
             sl = tuple(slice(b.start + 1 + (sgn if a == ax else 0), b.stop + 1 + (sgn if a == ax else 0))
                        for a, b in enumerate(box))
-            ok = (pd[sl] > best) & (pm[sl] | ~msub)
-            best = np.where(ok, pd[sl], best)
-            step = np.where(ok, sgn * int(strides[ax]), step)
-    parent = own + step
+            ok = pd[sl] > best
+            ok &= pm[sl] | ~msub
+            np.copyto(best, pd[sl], where=ok)
+            np.copyto(step, dtype(sgn * int(strides[ax])), where=ok)
+    del pd, pm, ok
+    root = step == 0
+    parent = _flat_index(box, shape, dtype)
+    parent += step
+    del step
     r = int(min_distance)
     if r < 1:
-        return parent
+        return parent, root
     grown = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, n in zip(box, shape))
     wmax = ndimage.maximum_filter(dist[grown], size=2 * r + 1, mode="constant", cval=-np.inf)
     wmax = wmax[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))]
-    for q in zip(*np.nonzero((step == 0) & (wmax > sub))):  # rule 2: climb to the window's highest voxel
+    for q in zip(*np.nonzero(root & (wmax > sub))):  # rule 2: climb to the window's highest voxel
         p = tuple(int(a) + b.start for a, b in zip(q, box))
         win = tuple(slice(max(0, c - r), min(n, c + r + 1)) for c, n in zip(p, shape))
         vals = dist[win]
@@ -126,7 +135,8 @@ def _pointers(dist: np.ndarray, mask: np.ndarray, box, min_distance: int) -> np.
         if vals.flat[k] > dist[p]:
             target = tuple(int(a) + w.start for a, w in zip(np.unravel_index(k, vals.shape), win))
             parent[q] = int(np.ravel_multi_index(target, shape))
-    return parent
+            root[q] = False
+    return parent, root
 
 
 def forest(dist: np.ndarray, mask: np.ndarray, core, origin, volume_shape, min_distance: int = 2):
@@ -136,33 +146,39 @@ def forest(dist: np.ndarray, mask: np.ndarray, core, origin, volume_shape, min_d
     ``origin``: global position of ``dist[0, ...]``; ``volume_shape``: the whole volume's. Returns (names, the
     core's shape, uint64: 1 + the lowest global linear index among the roots and exits of the piece; joins,
     (k, 2) uint64: a piece name and the global linear index of a voxel outside the core that belongs to the same
-    fragment)."""
+    fragment). Memory: about 30 bytes per voxel of the arrays."""
     shape = dist.shape
     ext = tuple(slice(max(0, c.start - 1), min(n, c.stop + 1)) for c, n in zip(core, shape))
-    parent = _pointers(dist, mask, ext, min_distance)
-    own = _flat_index(ext, shape)
+    parent, root = _pointers(dist, mask, ext, min_distance)
     cin = tuple(slice(c.start - e.start, c.stop - e.start) for c, e in zip(core, ext))
     cshape = tuple(c.stop - c.start for c in core)
     n = int(np.prod(cshape))
-    pc = np.unravel_index(parent[cin].ravel(), shape)
-    inside = np.ones(n, bool)
-    for a, c in enumerate(core):
-        inside &= (pc[a] >= c.start) & (pc[a] < c.stop)
-    local = np.ravel_multi_index(tuple(np.clip(pc[a] - c.start, 0, m - 1) for a, (c, m) in
-                                       enumerate(zip(core, cshape))), cshape)
-    end = np.where(inside, local, np.arange(n))
+    whole = all(c.start == 0 and c.stop == m for c, m in zip(core, shape))
+    if whole:  # flat indices in the arrays are the core's own: no chain leaves it
+        end = parent.reshape(-1)
+        exits = np.zeros(0, np.int64)
+    else:
+        pc = np.unravel_index(parent[cin].ravel(), shape)
+        inside = np.ones(n, bool)
+        for a, c in enumerate(core):
+            inside &= (pc[a] >= c.start) & (pc[a] < c.stop)
+        local = np.ravel_multi_index(tuple(np.clip(pc[a] - c.start, 0, m - 1) for a, (c, m) in
+                                           enumerate(zip(core, cshape))), cshape)
+        end = np.where(inside, local, np.arange(n)).astype(_index_dtype(n))
+        exits = np.flatnonzero(~inside)
+        exit_targets = tuple(p[exits] for p in pc)
+        del pc, inside, local
     while True:  # pointer jumping: every voxel to the root or exit its chain ends at inside the core
         nxt = end[end]
         if np.array_equal(nxt, end):
             break
         end = nxt
+    del nxt
 
     def glob(coords):  # local coordinates in dist -> global linear index
         return np.ravel_multi_index(tuple(np.asarray(x) + o for x, o in zip(coords, origin)), volume_shape)
 
-    gl = _flat_index(tuple(slice(c.start + o, c.stop + o) for c, o in zip(core, origin)), volume_shape).ravel()
     # plateaus: roots side by side with the same dist are one root
-    root = (parent == own)
     d_ext = dist[ext]
     incore = np.zeros(root.shape, bool)
     incore[cin] = True
@@ -188,15 +204,18 @@ def forest(dist: np.ndarray, mask: np.ndarray, core, origin, volume_shape, min_d
             if sel.any():
                 joins.append((core_flat(src, sel),
                               glob(tuple(p[sel] + e.start for p, e in zip(dst, ext)))))
-    ends = np.flatnonzero(end == np.arange(n))
+    del root, incore, d_ext
+    ends = np.flatnonzero(end == np.arange(n, dtype=end.dtype))
     r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     ncomp, comp = connected_components(coo_matrix((np.ones(len(r), np.int8), (r, c)), shape=(n, n)), directed=False)
     name = np.full(ncomp, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(name, comp[ends], gl[ends] + 1)
+    ends_global = glob(tuple(x + cc.start for x, cc in zip(np.unravel_index(ends, cshape), core)))
+    np.minimum.at(name, comp[ends], ends_global + 1)
     names = name[comp[end]].astype(np.uint64)
-    exits = np.flatnonzero(~inside)
-    parts = [np.stack([names[exits], glob(tuple(p[exits] for p in pc)).astype(np.uint64)], axis=1)]
+    parts = [np.zeros((0, 2), np.uint64)]
+    if len(exits):
+        parts.append(np.stack([names[exits], glob(exit_targets).astype(np.uint64)], axis=1))
     parts += [np.stack([names[i], g.astype(np.uint64)], axis=1) for i, g in joins]
     return names.reshape(cshape), np.concatenate(parts).astype(np.uint64).reshape(-1, 2)
 

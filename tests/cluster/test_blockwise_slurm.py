@@ -1,4 +1,5 @@
-"""Block-wise segmentation with 2 workers started as jobs on a real local SLURM gives the local run's ids."""
+"""Block-wise segmentation with 2 workers started as jobs on a real local SLURM gives the local run's ids (and the
+whole-volume segmentation)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 import zarr
 
 from neuroadda.data.io import open_array
+from neuroadda.segmentation import segment
 from neuroadda.workflows.segment_blockwise import segment_blockwise
-from tests.conftest import smooth_affinities
+from tests.conftest import same_partition, smooth_affinities
 
 pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
 
@@ -27,5 +29,6 @@ def test_slurm_workers_give_the_local_ids(slurm, tmp_path):
     b = np.asarray(open_array(tmp_path / "slurm.zarr", None)[(slice(None),) * 3])
     assert on_slurm["graph"]["segments"] == local["graph"]["segments"] > 5
     np.testing.assert_array_equal(a, b)
+    assert same_partition(b, segment(affs, 0.5))  # and both are the whole-volume segmentation
     logs = list(Path(on_slurm["work_dir"]).glob("logs/*-*.out"))  # one log per SLURM worker job
     assert len(logs) >= 3, logs  # at least one job per stage ran

@@ -159,6 +159,7 @@ def main() -> int:
     whole = json.loads(proc.stdout.strip().splitlines()[-1])
     small_bw = blockwise(small, d / f"seg_{args.whole_size}.zarr", args)
     big_bw = small_bw if args.size == args.whole_size else blockwise(big, d / f"seg_{args.size}.zarr", args)
+    driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # before the VI check's 2 volumes
 
     from neuroadda.data.io import open_array
     from neuroadda.metrics.vi import variation_of_information
@@ -186,14 +187,13 @@ def main() -> int:
                      "pieces": s["graph"]["pieces"], "contexts": s["contexts"],
                      "edges": s["graph"]["edges"], "graph_seconds": s["graph"]["seconds"],
                      "stage_block_seconds": {k: v["block_seconds"] for k, v in s["stages"].items()}})
-    driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
     print(f"\n{'case':<62} {'wall s':>8} {'ns/voxel':>9} {'ratio':>6} {'peak RSS GB':>12} {'segments':>9}")
     for r in rows:
         print(f"{r['case']:<62} {r['seconds']:>8.1f} {r['ns_per_voxel']:>9.1f} {r['ratio']:>6.2f} "
               f"{r['peak_rss_gb']:>12.2f} {r['segments']:>9}")
     print(f"peak RSS of the driver (global graph of {big_bw['graph']['fragments']} fragments, "
           f"{big_bw['graph']['edges']} edges, {big_bw['graph']['seconds']:.0f} s): {driver:.2f} GB")
-    print(f"VI block-wise vs whole-volume at {args.whole_size}^3: {vi:.4f} bits")
+    print(f"VI block-wise vs whole-volume at {args.whole_size}^3: {vi:.2e} bits")
     print(f"contexts read at {args.size}^3: {big_bw['contexts']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "driver_peak_rss_gb": driver, "vi_small": vi,

@@ -20,9 +20,11 @@ def register(sub) -> None:
 def _status(card) -> str:
     """Cheap status for the table: files present (no checksum; 'verify' does that)."""
     if all(card.file_path(f.filename).is_file() for f in card.files):
-        return "bundled" if card.bundled else "fetched"
+        return "bundled" if card.bundled else ("local copy" if card.local_only else "fetched")
     if card.bundled:
         return "bundled, not here"
+    if card.local_only:
+        return "not bundled, not here"
     return "downloadable" if card.downloadable else "external"
 
 

@@ -62,6 +62,11 @@ class DatasetCard(_Strict):
     citation: str
     homepage: str | None = None
     local_dir: str | None = Field(None, description="folder under datasets/ holding bundled files")
+    bundle: bool = Field(True, description="false: a local file that is never bundled (e.g. its licence is "
+                                           "unstated); it is looked for in $NEUROADDA_DATA/<last part of local_dir>")
+    crop: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = Field(
+        None, description="[[z0, z1], [y0, y1], [x0, x1]]: the sub-volume of the stored arrays this card stands "
+                          "for (stored voxels, end exclusive); several cards may share one file")
     notes: str | None = None
     card_path: str | None = Field(None, exclude=True, description="set when loaded")
 
@@ -83,7 +88,12 @@ class DatasetCard(_Strict):
 
     @property
     def bundled(self) -> bool:
-        return self.local_dir is not None
+        return self.local_dir is not None and self.bundle
+
+    @property
+    def local_only(self) -> bool:
+        """A file of this machine's that is never bundled nor downloaded (found through ``$NEUROADDA_DATA``)."""
+        return self.local_dir is not None and not self.bundle
 
     @property
     def downloadable(self) -> bool:
@@ -94,6 +104,9 @@ def missing_files_hint(card: DatasetCard) -> str:
     """How to get a card's missing files: fetch it, or (a bundled crop) where to put the checkout's copy."""
     if card.downloadable and not card.bundled:
         return f"run 'neuroadda datasets fetch {card.name}'"
+    if card.local_only:
+        return (f"this dataset is not bundled (see its card's licence): put the folder {Path(card.local_dir).name} "
+                f"with its files under {data_home()} or point $NEUROADDA_DATA at the folder that holds it")
     if card.bundled:
         return (f"bundled crops are not part of the installed package: copy the folder "
                 f"datasets/{card.local_dir} of a source checkout into {data_home()} (or point $NEUROADDA_DATA at "
@@ -130,14 +143,15 @@ def all_cards() -> dict[str, DatasetCard]:
 
 def card_for_file(path: str | Path, key: str | None) -> DatasetCard | None:
     """The card whose raw array is ``path`` (and ``key``, default the card's raw key), if any: a bundled or
-    fetched file given by path is read with its card's metadata (voxel size, labels kind, label 0)."""
+    fetched file given by path is read with its card's metadata (voxel size, labels kind, label 0). Cards that
+    stand for a crop of a file never match it: the path is the whole file."""
     try:
         target = Path(path).resolve()
     except OSError:
         return None
     for card in all_cards().values():
         p = card.file_path(card.raw.file)
-        if key not in (None, card.raw.key) or not p.exists():
+        if card.crop is not None or key not in (None, card.raw.key) or not p.exists():
             continue
         if p.resolve() == target:
             return card

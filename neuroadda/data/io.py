@@ -173,6 +173,28 @@ class _Zarr:
         return np.asarray(self._a[idx])
 
 
+class Cropped:
+    """A fixed sub-box of another reader (a dataset card's ``crop``): same interface, shape of the box."""
+
+    def __init__(self, arr, box: tuple[tuple[int, int], ...], name: str):
+        full = tuple(int(n) for n in arr.shape)
+        if len(box) != len(full) or any(not 0 <= a < b <= n for (a, b), n in zip(box, full)):
+            raise InputError(f"{name}: crop {[list(b) for b in box]} does not lie inside the stored shape {full}")
+        self._a, self._box = arr, tuple((int(a), int(b)) for a, b in box)
+        self.shape = tuple(b - a for a, b in self._box)
+        self.dtype, self.ndim, self.attrs = arr.dtype, arr.ndim, dict(arr.attrs)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        idx = idx + (slice(None),) * (self.ndim - len(idx))
+        if not all(isinstance(s, slice) and s.step in (None, 1) for s in idx):
+            raise TypeError("a cropped array supports only contiguous slices")
+        shifted = tuple(slice(a + s.indices(n)[0], a + s.indices(n)[1])
+                        for s, (a, _), n in zip(idx, self._box, self.shape))
+        return np.asarray(self._a[shifted])
+
+
 def _plain(v):
     if isinstance(v, bytes):
         return v.decode(errors="replace")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card, missing_files_hint
-from neuroadda.data.io import open_array, split_spec
+from neuroadda.data.io import Cropped, open_array, split_spec
 from neuroadda.data.regions import Box, box_shape
 from neuroadda.errors import InputError
 from neuroadda.vocab import LABELS_KINDS
@@ -214,12 +214,15 @@ def _open_card(card: DatasetCard, *, require_labels, voxel_size, resample_to, la
             raise InputError(f"dataset '{card.name}': file {p} is missing ({missing_files_hint(card)})")
         return p
 
+    def crop(arr, name):
+        return arr if card.crop is None else Cropped(arr, card.crop, f"dataset '{card.name}' ({name})")
+
     raw_p = path_of(card.raw)
-    raw_arr = open_array(raw_p, card.raw.key)
+    raw_arr = crop(open_array(raw_p, card.raw.key), raw_p)
     lab_arr = lab_name = None
     if card.labels is not None:
         lab_p = path_of(card.labels)
-        lab_arr = open_array(lab_p, card.labels.key)
+        lab_arr = crop(open_array(lab_p, card.labels.key), lab_p)
         lab_name = f"{lab_p}:{card.labels.key}" if card.labels.key else str(lab_p)
     elif require_labels:
         raise InputError(f"dataset '{card.name}' has no labels")

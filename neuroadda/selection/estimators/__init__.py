@@ -17,7 +17,12 @@ from pathlib import Path
 
 from neuroadda.selection.estimators.distance import mmd2_common_estimator, mmd2_estimator
 from neuroadda.selection.estimators.labelled import logme_estimator, zero_shot_vi_estimator
-from neuroadda.selection.estimators.prediction import compat_estimator, consistency_estimator, entropy_estimator
+from neuroadda.selection.estimators.prediction import (
+    compat_estimator,
+    consistency_estimator,
+    consistency_input_estimator,
+    entropy_estimator,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ ESTIMATORS: dict[str, Callable[[Context, bool], dict]] = {
     "compat": compat_estimator,
     "entropy": entropy_estimator,
     "consistency": consistency_estimator,
+    "consistency-input": consistency_input_estimator,
     "zero-shot-vi": zero_shot_vi_estimator,
     "logme": logme_estimator,
 }

@@ -13,6 +13,10 @@ three axes flipped and back, plus 3-D feature dropout p = 0.1 after the first en
   degenerate channel (boundary fraction < 0.2 % or > 60 %) and, on isotropic targets, a z channel whose
   boundary fraction is under a quarter or over 4x the in-plane ones.
 - ``consistency``: CRank-style: mean VI (bits) between clean and perturbed segmentations.
+- ``consistency-input``: the same with perturbations in input space only (for models whose internals are
+  unknown): all three axes flipped and back, plus per patch an intensity scale in [0.9, 1.1], a shift in
+  [-0.1, 0.1] and Gaussian noise of sd 0.1 (normalised units), seeded. Pre-registered before the two-species
+  transfer study ran.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from neuroadda.vocab import THREE_D, TWO_D
 N_PATCHES = 8
 DROPOUT = 0.1
 N_PERTURB = 2
+INPUT_SCALE, INPUT_SHIFT, INPUT_NOISE = 0.1, 0.1, 0.1  # consistency-input: +-10 % scale, +-0.1 shift, sd 0.1 noise
 DEGENERATE = (0.002, 0.6)
 MERGED = 0.9  # consistency: a clean segmentation whose largest segment covers more than this of the patch
 Z_RATIO = 4.0
@@ -66,9 +71,23 @@ def _target_patches(ctx, net, meta, vol):
     return [vol.raw.read(b) for b in patch_boxes(origins, patch)], patch
 
 
-def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: bool = False) -> torch.Tensor:
+def perturb_input(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """(B, 1, z, y, x) normalised raw with a seeded intensity scale, shift and Gaussian noise per patch."""
+    gen = torch.Generator().manual_seed(int(seed))
+    b = x.shape[0]
+    scale = 1 + INPUT_SCALE * (2 * torch.rand(b, generator=gen) - 1)
+    shift = INPUT_SHIFT * (2 * torch.rand(b, generator=gen) - 1)
+    noise = INPUT_NOISE * torch.randn(x.shape, generator=gen)
+    return x * scale.view(-1, 1, 1, 1, 1).to(x.dtype) + shift.view(-1, 1, 1, 1, 1).to(x.dtype) + noise.to(x.dtype)
+
+
+def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: bool = False,
+                input_seed: int | None = None) -> torch.Tensor:
     """Sigmoid affinities (B, 3, z, y, x) of ``net`` on (B, 1, z, y, x); optionally with all axes flipped (and
-    flipped back) and feature dropout after the first encoder level."""
+    flipped back), feature dropout after the first encoder level (``dropout_seed``, our UNet only) and an
+    input-space intensity perturbation (``input_seed``, any model)."""
+    if input_seed is not None:
+        x = perturb_input(x, input_seed)
     hook = None
     if dropout_seed is not None:
         gen = torch.Generator().manual_seed(int(dropout_seed))
@@ -160,7 +179,9 @@ def entropy_estimator(ctx, progress: bool = False) -> dict:
             "settings": {"patches": N_PATCHES, "seed": ctx.seed, "degenerate": DEGENERATE, "z_ratio": Z_RATIO}}
 
 
-def consistency_estimator(ctx, progress: bool = False) -> dict:
+def consistency_estimator(ctx, progress: bool = False, *, space: str = "feature") -> dict:
+    """``space``: "feature" (flip + feature dropout, ``consistency``) or "input" (flip + intensity and noise,
+    ``consistency-input``)."""
     from neuroadda.metrics.vi import variation_of_information
     from neuroadda.segmentation.agglomerate import segment
 
@@ -170,7 +191,8 @@ def consistency_estimator(ctx, progress: bool = False) -> dict:
         clean = _affinities(net, x).numpy()
         vis, largest = [], []
         for k in range(N_PERTURB):
-            pert = _affinities(net, x, dropout_seed=ctx.seed * 1000 + k, flip=True).numpy()
+            how = {"dropout_seed": ctx.seed * 1000 + k} if space == "feature" else {"input_seed": ctx.seed * 1000 + k}
+            pert = _affinities(net, x, flip=True, **how).numpy()
             for i in range(len(x)):
                 a, b = clean[i], pert[i]
                 if per_slice:
@@ -194,6 +216,11 @@ def consistency_estimator(ctx, progress: bool = False) -> dict:
 
     detail = _per_source(ctx, fn)
     return {"scores": {s: d["score"] for s, d in detail.items()}, "detail": detail,
-            "settings": {"patches": N_PATCHES, "perturbations": N_PERTURB, "dropout": DROPOUT, "flip": "zyx",
-                         "merged": MERGED,
+            "settings": {"patches": N_PATCHES, "perturbations": N_PERTURB, "flip": "zyx", "merged": MERGED,
+                         **({"dropout": DROPOUT} if space == "feature" else
+                            {"space": "input", "scale": INPUT_SCALE, "shift": INPUT_SHIFT, "noise_sd": INPUT_NOISE}),
                          "seed": ctx.seed, "metric": "VI(perturbed | clean) split + merge, bits"}}
+
+
+def consistency_input_estimator(ctx, progress: bool = False) -> dict:
+    return consistency_estimator(ctx, progress, space="input")

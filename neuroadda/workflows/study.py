@@ -244,8 +244,9 @@ def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = Fals
             "holdout_fraction": (study_target(cfg, el.target).holdout_fraction
                                  or adapt_config(cfg).active.holdout_fraction),
             "strategy": "median-uncertainty"})
-        rec = select_samples(vol, load_backbone(backbone_path(cfg, el.source))[0], norm, active, el.n, seed=el.seed,
-                             progress=progress)
+        bb = load_backbone(backbone_path(cfg, el.source))
+        rec = select_samples(vol, bb.net, norm, active, el.n, seed=el.seed, progress=progress,
+                             model_voxel_size=bb.voxel_size)
         boxes = [s["box"] for s in rec["samples"]]
     elif cfg.sampling == "random":
         boxes = [box_to_json(cands[i]) for i in select("random", np.zeros(len(cands)), el.n, seed=el.seed)]

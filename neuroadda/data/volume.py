@@ -247,6 +247,18 @@ def _assemble(name, raw_arr, raw_name, lab_arr, lab_name, vs, kind, zero, card, 
     return LabelledVolume(name, raw, lab, raw.voxel_size, kind, zero, card, info)
 
 
+def restrict(vol: LabelledVolume, box: Box) -> LabelledVolume:
+    """A lazy view of ``box`` (on ``vol``'s grid) of ``vol``, as a volume of its own (no copy, no resampling)."""
+    def view(v: Volume | None) -> Volume | None:
+        if v is None:
+            return None
+        return Volume(Cropped(v, [(s.start, s.stop) for s in box], v.name), v.name, v.voxel_size, is_labels=v.is_labels)
+
+    raw = view(vol.raw)
+    return LabelledVolume(vol.name, raw, view(vol.labels), vol.voxel_size, vol.labels_kind, vol.label_zero, vol.card,
+                          {**vol.info, "region": [[s.start, s.stop] for s in box]})
+
+
 class GridView:
     """Boxes of ``volume``'s grid read and resized to voxel size ``to`` (what a model that meets the volume there
     sees of each box): raw interpolated, labels nearest."""

@@ -76,6 +76,11 @@ def collect(cfg) -> dict:
         main.update({"zero_shot": zs, "estimators": est, "modality": modality(t.name),
                      "source_modality": {s: modality(s) for s in srcs}})
         res["targets"][t.name] = main
+    from neuroadda.workflows.study_species import cross_species, datasets_info
+
+    res["datasets"] = datasets_info(sorted({t.name for t in cfg.targets} | set(cfg.sources)))
+    if any(b["seeds"] for b in res["targets"].values()):
+        res["cross_species"] = cross_species(res)
     return res
 
 
@@ -177,7 +182,12 @@ def tables(res: dict) -> str:
     if res.get("default_labelled_estimator"):
         lines.append(f"Default with labelled samples (`--labels`): **{res['default_labelled_estimator']}** "
                      f"({why.get('labelled', 'not decided')}).")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if res.get("cross_species"):
+        from neuroadda.workflows.study_species import species_tables
+
+        text += species_tables(res["cross_species"])
+    return text
 
 
 def plot_matrix(res: dict, path: Path) -> Path:

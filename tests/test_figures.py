@@ -123,7 +123,8 @@ def study(n_targets: int, n_sources: int, n_seeds: int, budgets=(4,), estimators
     return res
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 2), (1, 3, 5), (4, 4, 5), (5, 6, 8)],
+@pytest.mark.parametrize("shape", [(1, 1, 2), (1, 3, 5), (3, 2, 3),
+                                   pytest.param((5, 6, 8), marks=pytest.mark.integration)],
                          ids=lambda s: f"{s[0]}t{s[1]}s{s[2]}seeds")
 def test_study_figures_fit_with_one_and_many(shape, tmp_path, drawn):
     res = study(*shape, budgets=(2, 4, 8) if shape[0] > 1 else (4,))
@@ -132,6 +133,7 @@ def test_study_figures_fit_with_one_and_many(shape, tmp_path, drawn):
     assert_all_fit(drawn, 4 if shape[0] > 1 else 3)
 
 
+@pytest.mark.integration  # the committed record: 11 estimators, 10,000 permutations each
 def test_the_committed_study_figures_fit_and_for_one_of_its_targets(tmp_path, drawn):
     import json
     from pathlib import Path

@@ -24,24 +24,11 @@ from pathlib import Path
 import pytest
 
 from neuroadda.cli.main import main
-from tests.conftest import ADAPT_CONFIG, labelled_volume, tiny_backbone
+from tests.conftest import ADAPT_CONFIG, PRETRAIN_CONFIG, labelled_volume, tiny_backbone
 
 REPO = Path(__file__).resolve().parents[2]
 HOWTO = REPO / "docs" / "how-to"
 UNTESTED = {"index.md": "the list of how-to pages", "own-models.md": "written by the bring-your-own-models issue"}
-PRETRAIN_CONFIG = """model:
-  channels: [4, 8, 16]
-data:
-  patch_size: [8, 16, 16]
-train:
-  max_steps: 3
-  batch_size: 1
-  val_every_n_steps: 10
-  val_patches: 1
-  thresholds: [0.3, 0.7]
-  logger: none
-  checkpoint_every: 0
-"""
 MARK = re.compile(r"<!-- test(?P<setup>-setup)?(?::\s*(?P<opts>[^\n]*?))?\s*-->\n"
                   r"(?:```(?P<lang>\w*)[^\n]*\n(?P<code>.*?)```)?", re.S)
 

@@ -96,14 +96,23 @@ def study_tables(root: Path, arg=None) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" * (len(m[1]) + 1) + " ", text, flags=re.M)
 
 
+def _seed_cell(arm: dict, k: int) -> str:
+    """'VI (split + merge)' of seed index ``k``; VI alone where the record has no split/merge; '·' if absent."""
+    vi = arm.get("vi", [])
+    if k >= len(vi):
+        return "·"
+    if len(arm.get("vi_split", [])) > k and len(arm.get("vi_merge", [])) > k:
+        return f"{num(vi[k])} ({num(arm['vi_split'][k])} + {num(arm['vi_merge'][k])})"
+    return num(vi[k])
+
+
 def per_seed(root: Path, arg=None) -> str:
     """One table per target: every arm's VI (split + merge) on every seed."""
     res, out = _study(root), []
     for t in _done(res):
         b = res["targets"][t]
         seeds = b["seeds"]
-        rows = [[a] + [f"{num(v['vi'][k])} ({num(v['vi_split'][k])} + {num(v['vi_merge'][k])})"
-                       for k in range(len(seeds))] for a, v in b["arms"].items()]
+        rows = [[a] + [_seed_cell(v, k) for k in range(len(seeds))] for a, v in b["arms"].items()]
         out += [f"**{t}** (n = {b['n']}; VI (split + merge), bits)", "",
                 table(["arm"] + [f"seed {s}" for s in seeds], rows, "l" + "r" * len(seeds)), ""]
     return "\n".join(out)

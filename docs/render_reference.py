@@ -122,7 +122,7 @@ def _constraints(field) -> str:
 
 def keys(schema, prefix: str = "") -> list[tuple[str, object, object]]:
     """(dotted key, field, owning model) for every leaf and nested key of ``schema`` (lists of models as
-    ``key[].sub``)."""
+    ``key[].sub``, optional sections as ``key.sub``)."""
     out = []
     for name, f in schema.model_fields.items():
         key = prefix + name
@@ -133,6 +133,8 @@ def keys(schema, prefix: str = "") -> list[tuple[str, object, object]]:
             out += keys(sub, key + ".")
         elif item is not None and typing.get_origin(f.annotation) is list:
             out += keys(item, key + "[].")
+        elif item is not None:  # an optional section (``Model | None``): its keys as ``key.sub``
+            out += keys(item, key + ".")
     return out
 
 

@@ -10,6 +10,11 @@ continues, and the same elements run as SLURM array tasks or on local workers (:
 Layout under ``out``: ``backbones/<source>/model.pt`` (default), ``<target>/scratch_init.pt``,
 ``<target>/zero_shot/<source>.json``, ``<target>/estimators/<name>.json``,
 ``<target>/n<n>/seed<s>/samples.json`` and ``<target>/n<n>/seed<s>/<arm>/{model.pt,eval.json}``.
+
+The active-learning factor (``active_learning:``): for every target the source the factor's estimator ranks
+first; per strategy x budget x seed an ``active`` element fine-tunes it on the strategy's picks (``random``: the
+shared set) by delegating to the ``finetune`` element, recorded under ``<target>/active/n<n>/seed<s>/``;
+``ceiling`` elements train from scratch on every label outside the held-out region (``<target>/ceiling/``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from neuroadda.report import write_json
 from neuroadda.selection.estimators import needs_labels
 
 SCRATCH = "scratch"
+RANDOM = "random"  # the active-learning factor's strategy that uses the shared, model-free picks
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,6 @@ def plan(cfg: TransferStudyConfig) -> list[Element]:
                         els += [Element("samples", t.name, s, n, seed, "median-uncertainty"),
                                 Element("finetune", t.name, s, n, seed, "median-uncertainty")]
     if cfg.active_learning is not None:
-        from neuroadda.workflows.study_al import plan_active_learning
-
         seen = set(els)
         els += [el for el in plan_active_learning(cfg) if el not in seen]
     return els
@@ -233,8 +237,6 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
     elif el.kind == "finetune":
         _finetune(cfg, el, out, progress=progress)
     elif el.kind in ("active", "ceiling"):
-        from neuroadda.workflows.study_al import run_active, run_ceiling
-
         (run_active if el.kind == "active" else run_ceiling)(cfg, el, out, progress=progress)
     return out
 
@@ -333,3 +335,54 @@ def run(cfg: TransferStudyConfig, *, progress: bool = False, echo=print) -> list
         run_element(cfg, el, progress=progress)
         ran.append(el)
     return ran
+
+def plan_active_learning(cfg: TransferStudyConfig) -> list[Element]:
+    """The factor's elements, seeds outermost within each budget (every arm gets its first seeds early)."""
+    al = cfg.active_learning
+    els = []
+    for n in al.budgets:
+        for seed in range(al.seeds):
+            for t in cfg.targets:
+                els += [Element("active", t.name, None, n, seed, strategy) for strategy in al.strategies]
+                els.append(Element("finetune", t.name, SCRATCH, n, seed))  # on the random (shared) picks
+    els += [Element("ceiling", t.name, None, None, seed) for t in cfg.targets for seed in range(al.ceiling_seeds)]
+    return els
+
+
+def al_source(cfg: TransferStudyConfig, target: str) -> str:
+    """The source ``active_learning.source_estimator`` ranks first for ``target`` (lowest score; ties by name)."""
+    scores = json.loads(run_element(cfg, Element("estimator", target, cfg.active_learning.source_estimator))
+                        .read_text())["scores"]
+    return min(sorted(scores), key=lambda s: scores[s])
+
+
+def run_active(cfg: TransferStudyConfig, el: Element, out: Path, *, progress: bool = False) -> None:
+    """Fine-tune the target's selected source on the strategy's n picks (the study's finetune element) and
+    record its held-out scores with the source and strategy."""
+    source = al_source(cfg, el.target)
+    real = Element("finetune", el.target, source, el.n, el.seed, "shared" if el.factor == RANDOM else el.factor)
+    done = run_element(cfg, real, progress=progress)
+    write_json(out, {**json.loads(done.read_text()), "source": source, "strategy": el.factor, "n": el.n,
+                     "seed": el.seed, "from": str(done), "source_estimator": cfg.active_learning.source_estimator})
+
+
+def run_ceiling(cfg: TransferStudyConfig, el: Element, out: Path, *, progress: bool = False) -> None:
+    """The default pretraining recipe, from scratch, on every label of the target outside its held-out region
+    (its own validation slab inside that region picks the threshold), scored on the held-out region."""
+    from neuroadda.data.regions import full_box
+    from neuroadda.workflows.adapt import evaluate_heldout
+    from neuroadda.workflows.pretrain import pretrain
+
+    vol, norm, _, holdout = target_data(cfg, el.target)
+    axis = next(i for i, (h, n) in enumerate(zip(holdout, vol.shape)) if (h.start, h.stop) != (0, n))
+    train = tuple(slice(0, h.start) if i == axis else s for i, (s, h) in enumerate(zip(full_box(vol.shape), holdout)))
+    pc = pretrain_config(cfg, el.target)
+    update = {"seed": el.seed, "data": pc.data.model_copy(update={"voxel_size": vol.voxel_size})}
+    if cfg.active_learning.ceiling_steps:
+        update["train"] = pc.train.model_copy(update={"max_steps": cfg.active_learning.ceiling_steps})
+    pc = pc.model_copy(update=update)
+    model = pretrain(el.target, pc, out.parent, region=train, progress=progress)
+    evaluate_heldout(model, held_out(cfg, el.target), norm, out)
+    rec = json.loads(out.read_text())
+    write_json(out, {**rec, "training_region": [[s.start, s.stop] for s in train], "seed": el.seed,
+                     "steps": pc.train.max_steps})

@@ -55,7 +55,7 @@ def test_the_study_blocks_render_whatever_the_json_holds(shape, tmp_path):
 
     res = study(*shape, budgets=(2, 4), estimators=("mmd2", "consistency", "consistency-input", "logme"))
     decide_defaults(res)
-    res["cross_species"] = {"mouse-ac4-b": {"vnc-gerhard2013": [1.0, 2.0]}}  # a field this renderer does not know
+    res["future_block"] = {"mouse-ac4-b": {"vnc-gerhard2013": [1.0, 2.0]}}  # a field this renderer does not know
     first = next(iter(res["targets"].values()))
     del first["arms"]["scratch"]["vi_split"]  # a field a study may not record
     path = tmp_path / render_results.STUDY
@@ -67,7 +67,7 @@ def test_the_study_blocks_render_whatever_the_json_holds(shape, tmp_path):
         assert f"`{t}`" in text
         assert all(a in text for a in b["arms"])
     assert all(e in text for e in ("mmd2", "consistency-input", "logme"))
-    assert "**cross_species**" in text and "mouse-ac4-b" in text
+    assert "**future_block**" in text and "mouse-ac4-b" in text
     assert "n = 2" in text and "n = 4" in text  # the VI-vs-n table of both budgets
 
 

@@ -33,9 +33,9 @@ def keys(model: type[BaseModel], prefix: str = "") -> list[str]:
         t = f.annotation
         if isinstance(t, type) and issubclass(t, BaseModel):
             out += keys(t, prefix + name + ".")
-        for arg in typing.get_args(t):
+        for arg in typing.get_args(t):  # list[Model] -> key[].sub; Model | None -> key.sub
             if isinstance(arg, type) and issubclass(arg, BaseModel):
-                out += keys(arg, prefix + name + "[].")
+                out += keys(arg, prefix + name + ("[]." if typing.get_origin(t) is list else "."))
     return out
 
 

@@ -20,7 +20,7 @@ def register(sub) -> None:
                         "(default: chosen to compute the fewest windows, at most ~16 M voxels read)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     add_voxel_size(p)
-    _add_blockwise(p, "predict")
+    add_blockwise(p, "predict")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_predict)
 
@@ -35,7 +35,7 @@ def register(sub) -> None:
                    help="supervoxels to agglomerate: 'ascent' (default; the distance map climbed voxel by voxel, "
                         "which block-wise runs reproduce exactly), 'watershed' (seeded watershed on the same map) "
                         "or waterz's own (whole volume only)")
-    _add_blockwise(s, "segment")
+    add_blockwise(s, "segment")
     s.add_argument("--context", type=int, default=32,
                    help="with --block-size: voxels of affinities read around each block for its fragments; "
                         "'ascent' reads more where it must to stay exact (default: %(default)s)")
@@ -46,7 +46,7 @@ def register(sub) -> None:
     s.set_defaults(func=run_segment)
 
 
-def _add_blockwise(p, verb: str) -> None:
+def add_blockwise(p, verb: str) -> None:
     g = p.add_argument_group("block-wise on many workers (daisy)")
     g.add_argument("--block-size", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
                    help=f"{verb} block by block with daisy workers (without it: one process, as before)")
@@ -58,7 +58,7 @@ def _add_blockwise(p, verb: str) -> None:
     g.add_argument("--work-dir", default=None, help="work files (default: OUT.work); a re-run resumes there")
 
 
-def _check_blockwise(args) -> None:
+def check_blockwise(args) -> None:
     from neuroadda.errors import InputError
 
     if args.block_size is None and (args.workers is not None or args.cluster is not None or args.sbatch_arg
@@ -67,7 +67,7 @@ def _check_blockwise(args) -> None:
 
 
 def run_predict(args) -> int:
-    _check_blockwise(args)
+    check_blockwise(args)
     if args.block_size is not None:
         from neuroadda.workflows.predict_blockwise import predict_volume_blockwise
 
@@ -88,7 +88,7 @@ def run_predict(args) -> int:
 
 
 def run_segment(args) -> int:
-    _check_blockwise(args)
+    check_blockwise(args)
     if args.block_size is not None:
         from neuroadda.errors import InputError
         from neuroadda.workflows.segment_blockwise import segment_blockwise

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 CROP = REPO / "datasets/data/drosophila_medulla_fibsem_neuroproof/training_sample2.h5"
 SOURCES = ("gala-train", "isbi2012", "vnc-gerhard2013")
 CANDIDATE = (16, 96, 96)  # configs/adapt.yaml's active.candidate_size
+STEP_KEYS = ("source", "samples", "predict", "segment", "samples-blockwise", "samples-full")
 
 
 def mirror_index(n: int, period_of: int) -> np.ndarray:
@@ -119,6 +120,11 @@ def main() -> int:
     ap.add_argument("--dir", default="/tmp/neuroadda_bench_lab_path", help="where the volumes go (kept)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--resume", action="store_true", help="keep the steps already in --json")
+    ap.add_argument("--steps", nargs="+", default=None, choices=STEP_KEYS,
+                    help="run only these steps (default: all, in the order listed)")
+    ap.add_argument("--predict-from", default=None, metavar="JSON",
+                    help="where this run has no predict step: take block-wise predict's seconds per voxel from "
+                         "another run's results (same machine, same block size)")
     ap.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -163,8 +169,8 @@ def main() -> int:
                                         "--out", str(d / "samples_full")]),
     ]
     with open(out.with_suffix(".log"), "a") as log:
-        for name, argv in steps:
-            if name in res["steps"]:
+        for key, (name, argv) in zip(STEP_KEYS, steps):
+            if name in res["steps"] or args.steps and key not in args.steps:
                 continue
             dest = argv[argv.index("--out") + 1]
             for p in (dest, dest + ".work", dest + ".tmp"):  # every step measured from scratch
@@ -186,11 +192,20 @@ def main() -> int:
             print(f"{time.strftime('%H:%M:%S')} {name}: {rec['seconds']:.0f} s, peak RSS {rec['peak_rss_gb']:.2f} "
                   f"GB (workers {rec['workers_peak_rss_gb']:.2f} GB)", file=sys.stderr, flush=True)
     st = res["steps"]
-    pred = st["predict (block-wise)"]["seconds"] / n**3
+    if "predict (block-wise)" in st:
+        pred, where = st["predict (block-wise)"]["seconds"] / n**3, "this run"
+    elif args.predict_from:
+        other = json.loads(Path(args.predict_from).read_text())
+        pred = other["steps"]["predict (block-wise)"]["seconds"] / other["size"]**3
+        where = f"{Path(args.predict_from).name} ({other['size']}^3)"
+    else:
+        save()
+        return 0
+    res["predict_seconds_per_voxel"] = {"value": pred, "from": where}
     res["ratios"] = {name: (r["seconds"] / r["scored_voxels"]) / pred for name, r in st.items()
                      if name.startswith("select-samples")}
     res["ratios_note"] = ("select-samples seconds per scored voxel / block-wise predict seconds per voxel of the "
-                          "whole volume (<= 1.5 is the target)")
+                          f"whole volume, predict from {where} (<= 1.5 is the target)")
     save()
     print(json.dumps(res["ratios"], indent=1))
     return 0

@@ -60,7 +60,8 @@ def register(sub) -> None:
 
     f = sub.add_parser("finetune", help="train on the annotated samples, from a backbone or from scratch",
                        description="Fine-tune on the samples of samples.json with labels from --labels DIR (files "
-                                   "annotators returned) or, without it, the target's own ground truth (oracle). "
+                                   "annotators returned; the exported 'proposal' is never read) or, without it, the "
+                                   "target's own ground truth (oracle). No held-out slab: every sample trains. "
                                    "The waterz threshold is chosen on the labelled samples. Writes OUT/model.pt.")
     f.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] the samples came from")
     f.add_argument("--samples", required=True, help="samples.json written by select-samples")

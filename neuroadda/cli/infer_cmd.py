@@ -11,8 +11,11 @@ def register(sub) -> None:
                        description="Sliding-window prediction with Gaussian blending, streamed block by block into "
                                    "a zarr array (3, z, y, x) so volumes larger than memory go through.")
     p.add_argument("--checkpoint", required=True, help="backbone checkpoint (model.pt)")
-    p.add_argument("--input", required=True, help="dataset name or PATH[:KEY] (default key: raw)")
-    p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr (OME-Zarr with --block-size)")
+    p.add_argument("--input", required=True,
+                   help="dataset name, PATH[:KEY] (default key: raw; HDF5, zarr/OME-Zarr, N5, precomputed, TIFF, .npy) "
+                        "or URL (precomputed://..., n5://...); the whole volume is predicted (no held-out slab)")
+    p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr (OME-Zarr with a multiscale "
+                                                "pyramid with --block-size)")
     p.add_argument("--uint8", action="store_true", help="store probabilities as uint8 (x255) to save space")
     p.add_argument("--overlap", type=fraction, default=0.25, help="sliding-window overlap (default: %(default)s)")
     p.add_argument("--block-shape", nargs=3, type=positive_int, default=None, metavar=("Z", "Y", "X"),
@@ -28,7 +31,8 @@ def register(sub) -> None:
                        description="waterz agglomeration of predicted affinities; writes a uint64 zarr array.")
     s.add_argument("--affinities", required=True,
                    help="affinities written by 'neuroadda predict' (zarr, OME-Zarr, or HDF5 as PATH:KEY)")
-    s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr (OME-Zarr with --block-size)")
+    s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr (OME-Zarr with a multiscale "
+                                                "pyramid with --block-size)")
     s.add_argument("--threshold", type=unit_open, default=None,
                    help="waterz merge threshold (default: the one the checkpoint chose on validation data)")
     s.add_argument("--fragments", choices=(*FRAGMENTS, "waterz"), default=DEFAULT_FRAGMENTS,

@@ -22,6 +22,7 @@ from neuroadda.workflows.scheduler import Cluster, reset_stage, run_stage
 
 CHUNK = 64
 MAX_LEVELS = 16
+MIN_SIZE = 256  # an axis is halved while it holds at least this many voxels
 
 
 class _Downsample:
@@ -58,7 +59,7 @@ def write_pyramid(group: str | Path, *, labels: bool, work_dir: Path, cluster: C
     levels, attrs = read_image(zarr.open_group(group, mode="r"), group)
     base = levels[0][0]
     shape = tuple(int(n) for n in base.shape[-3:])
-    factors = pyramid_factors(shape, attrs.get("voxel_size_nm") or (1.0, 1.0, 1.0))[:MAX_LEVELS]
+    factors = pyramid_factors(shape, attrs.get("voxel_size_nm") or (1.0, 1.0, 1.0), min_size=MIN_SIZE)[:MAX_LEVELS]
     if len(factors) == 1:
         return 1
     arrays = add_levels(group, factors, chunks=(CHUNK,) * 3)

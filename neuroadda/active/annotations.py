@@ -59,9 +59,10 @@ def export_samples(raw, boxes: list[Box], out_dir, *, names: list[str], voxel_si
     import h5py
     import tifffile
 
-    if len(boxes) != len(names) or proposals is not None and len(proposals) != len(boxes):
-        raise ValueError(f"got {len(boxes)} boxes, {len(names)} names and "
-                         f"{'no' if proposals is None else len(proposals)} proposals")
+    if len(boxes) != len(names):
+        raise ValueError(f"got {len(boxes)} boxes but {len(names)} names")
+    if proposals is not None and len(proposals) != len(boxes):
+        raise ValueError(f"got {len(boxes)} boxes but {len(proposals)} proposals")
     vs = np.asarray([float(v) for v in voxel_size], dtype=np.float64)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ level 0 is read by default. N5 and precomputed go through tensorstore (:mod:`.ts
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,12 @@ import numpy as np
 from neuroadda.errors import InputError
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".n5h5")
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # precomputed://..., n5://..., file://..., gs://...
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def is_url(spec: str) -> bool:
+    return bool(URL.match(str(spec)))
 
 
 def split_spec(spec: str) -> tuple[Path, str | None]:
@@ -262,7 +268,10 @@ def _plain(v):
 
 
 def short_name(spec: str) -> str:
-    """A short display name: dataset names as they are, ``/a/b/vol.h5:raw`` -> ``vol.h5:raw``."""
+    """A short display name: dataset names as they are, ``/a/b/vol.h5:raw`` -> ``vol.h5:raw``,
+    ``precomputed://gs://bucket/em/`` -> ``em``."""
+    if is_url(spec):
+        return spec.rstrip("/").rsplit("/", 1)[-1]
     path, key = split_spec(spec) if ("/" in spec or "." in spec) else (None, None)
     if path is None:
         return spec

@@ -19,23 +19,18 @@ A precomputed volume with several scales is a :class:`neuroadda.data.io.Pyramid`
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neuroadda.data.io import Pyramid, is_url
 from neuroadda.errors import InputError
 
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 DRIVERS = {"precomputed": "neuroglancer_precomputed", "n5": "n5"}
 CACHE_BYTES = 64 * 2**20  # chunk cache per opened volume: neighbouring reads share chunks
 _NM = {"nm": 1.0, "nanometer": 1.0, "um": 1e3, "µm": 1e3, "micrometer": 1e3, "mm": 1e6, "millimeter": 1e6,
        "pm": 1e-3, "angstrom": 0.1, "m": 1e9, "meter": 1e9}
-
-
-def is_url(spec: str) -> bool:
-    return bool(URL.match(str(spec)))
 
 
 def kvstore_url(where: str | Path) -> str:
@@ -97,8 +92,6 @@ def open_precomputed(url: str, name: str | None = None):
     """A neuroglancer precomputed volume at kvstore ``url``: one :class:`TsArray` per scale, (z, y, x) for one
     channel, (c, z, y, x) for several; a :class:`neuroadda.data.io.Pyramid` when there are several scales."""
     import tensorstore as ts
-
-    from neuroadda.data.io import Pyramid
 
     name = name or url
     info = _read_json(url, "info", name)

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card, missing_files_hint
 from neuroadda.data.grid import grid_shape, meet, pick_level, same_grid
-from neuroadda.data.io import Cropped, is_single_array, open_array, split_spec
+from neuroadda.data.io import Cropped, is_single_array, is_url, open_array, split_spec
 from neuroadda.data.regions import Box, box_shape
-from neuroadda.data.tstore import is_url, open_url
+from neuroadda.data.tstore import open_url
 from neuroadda.errors import InputError
 from neuroadda.vocab import LABELS_KINDS
 

@@ -36,8 +36,7 @@ def check_specs(groups: dict[str, list[str]]) -> None:
     when opened): a one-line
     InputError naming the flag otherwise. Run before any work (some estimators never open a source volume)."""
     from neuroadda.data.cards import get_card
-    from neuroadda.data.io import split_spec
-    from neuroadda.data.tstore import is_url
+    from neuroadda.data.io import is_url, split_spec
     from neuroadda.data.volume import is_dataset_name
     from neuroadda.errors import InputError
 

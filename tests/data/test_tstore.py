@@ -149,3 +149,18 @@ def test_bad_inputs_are_one_line(tmp_path, arr):
         open_volume("zarr9://" + tmp_path.as_uri(), labels_key=None)
     with pytest.raises(InputError, match="no neuroglancer precomputed 'info'"):
         open_volume("precomputed://" + (tmp_path / "nothing").as_uri(), labels_key=None)
+
+
+def test_predict_reads_the_level_that_matches_the_backbone(tmp_path, arr):
+    """A 5 nm volume with a stored 10 nm level, a 10 nm backbone: the model reads level 1 as it is (no resampling)
+    and the affinities come back on the volume's own 5 nm grid."""
+    from neuroadda.workflows.predict import predict_volume
+    from tests.conftest import tiny_backbone
+
+    fine = np.repeat(np.repeat(np.repeat(arr[:8, :16, :16], 2, 0), 2, 1), 2, 2)  # 16x32x32 at 5 nm
+    _precomputed(tmp_path / "pc", [(fine, [5, 5, 5]), (arr[:8, :16, :16], [10, 10, 10])])
+    spec = "precomputed://" + (tmp_path / "pc").as_uri()
+    out = predict_volume(tiny_backbone(tmp_path / "bb.pt", 0), spec, tmp_path / "affs.zarr", progress=False)
+    z = zarr.open_array(str(out), mode="r")
+    assert z.attrs["read_level"] == 1 and z.attrs["seen_at_nm"] == [10.0, 10.0, 10.0]
+    assert z.shape == (3, 16, 32, 32) and z.attrs["voxel_size_nm"] == [5.0, 5.0, 5.0]

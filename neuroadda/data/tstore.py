@@ -1,7 +1,7 @@
 """N5 and neuroglancer precomputed volumes, read lazily through tensorstore, with the voxel size from their metadata.
 
-One engine for both: tensorstore (Google's, used by neuroglancer's own tooling and the H01/MICrONS/FlyWire
-releases) reads precomputed and N5 chunk by chunk from a local folder (``file://``) or an object store (``gs://``,
+One engine for both: tensorstore (Google's, from the team behind neuroglancer and the H01 release) reads
+precomputed and N5 chunk by chunk from a local folder (``file://``) or an object store (``gs://``,
 ``s3://``, ``https://``), with a bounded chunk cache. zarr-python 3 reads neither format, and cloud-volume reads
 precomputed only, with a heavier dependency tree; zarr and OME-Zarr stay on zarr-python (:mod:`.io`, :mod:`.ome`).
 

@@ -13,6 +13,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -21,6 +22,9 @@ from neuroadda.vocab import LoggerName
 
 Triple = tuple[PositiveInt, PositiveInt, PositiveInt]  # (z, y, x) voxels
 VoxelSize = tuple[PositiveFloat, PositiveFloat, PositiveFloat]  # (z, y, x) nm
+
+
+MAX_CANDIDATES = 1000  # select-samples' default cap on the candidates scored (a pool up to it is scored whole)
 
 
 class _Strict(BaseModel):
@@ -132,17 +136,31 @@ class ActiveConfig(_Strict):
     """Candidate pool, uncertainty and selection strategy (``neuroadda select-samples``)."""
 
     candidate_size: Triple = Field((16, 96, 96), description="(z, y, x) voxels of one sample to annotate")
-    holdout_fraction: float = Field(0.4, ge=0.0, lt=0.9, description="slab never selected nor trained on")
+    holdout_fraction: float = Field(0.4, ge=0.0, lt=0.9, description="slab never selected nor trained on (adapt, "
+                                                                      "experiment, the study; select-samples only "
+                                                                      "with --holdout)")
     holdout_axis: int | None = Field(None, ge=0, le=2, description="default: the longest axis")
     uncertainty: Literal["entropy", "tta", "mc_dropout"] = "entropy"
     tta: int = Field(4, ge=2, le=8)
     mc_samples: int = Field(8, ge=2)
     strategy: str = "median-uncertainty"
+    max_candidates: int | None = Field(MAX_CANDIDATES, ge=1, description="score at most this many candidates, a "
+                                                                         "spatially stratified subsample of a larger "
+                                                                         "pool (null: every candidate)")
 
     @field_validator("strategy")
     @classmethod
     def _strategy(cls, v):
         return check_strategy(v)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """``max_candidates`` appears in dumps only when set to another value than the default, so the settings
+        records of runs made before it existed (adapt's run.json, a study's config) still compare equal."""
+        out = handler(self)
+        if isinstance(out, dict) and out.get("max_candidates") == MAX_CANDIDATES:
+            out.pop("max_candidates")
+        return out
 
 
 class FinetuneConfig(TrainConfig):

@@ -1,8 +1,10 @@
 """The annotation round trip: export selected samples for a human, read the labels back (or use ground truth).
 
 Each sample is written as ``NAME.h5`` (dataset ``raw`` plus where it came from) and ``NAME.tif`` (one page per
-z slice). The annotator adds a ``labels`` dataset to the .h5, or returns ``NAME_labels.tif``; in benchmark
-("oracle") runs the target's own ground truth stands in for the human.
+z slice); with a proposal (the backbone's own segmentation of the sample) also as dataset ``proposal`` and
+``NAME_proposal.tif``, for the annotator to correct instead of painting from nothing. The annotator adds a
+``labels`` dataset to the .h5, or returns ``NAME_labels.tif``; only those are read back, never the proposal. In
+benchmark ("oracle") runs the target's own ground truth stands in for the human.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _replace_atomically(path: Path, write) -> None:
 
 
 def export_samples(raw, boxes: list[Box], out_dir, *, names: list[str], voxel_size,
-                   attrs: dict[str, Any] | None = None) -> list[Path]:
+                   attrs: dict[str, Any] | None = None, proposals: list[np.ndarray] | None = None) -> list[Path]:
     """Write each box of ``raw`` as ``out_dir/NAME.h5`` and ``out_dir/NAME.tif`` for annotation.
 
     Args:
@@ -48,38 +50,52 @@ def export_samples(raw, boxes: list[Box], out_dir, *, names: list[str], voxel_si
         names: one file stem per box, e.g. ``sample_00``.
         voxel_size: (z, y, x) nm of ``raw``'s grid.
         attrs: extra JSON-serialisable attributes for every .h5 (the position attributes win on a clash).
+        proposals: optional (z, y, x) label arrays, one per box, of the box's shape (the backbone's segmentation).
 
-    The .h5 holds dataset ``raw`` (gzip) and attributes ``offset_voxels``, ``shape``, ``offset_nm``,
-    ``voxel_size_nm`` and ``instructions``. Both files are written atomically. Returns the .h5 paths.
+    The .h5 holds dataset ``raw`` (gzip), ``proposal`` (gzip, uint32) when given, and attributes
+    ``offset_voxels``, ``shape``, ``offset_nm``, ``voxel_size_nm`` and ``instructions``. Every file is written
+    atomically. Returns the .h5 paths.
     """
     import h5py
     import tifffile
 
     if len(boxes) != len(names):
         raise ValueError(f"got {len(boxes)} boxes but {len(names)} names")
+    if proposals is not None and len(proposals) != len(boxes):
+        raise ValueError(f"got {len(boxes)} boxes but {len(proposals)} proposals")
     vs = np.asarray([float(v) for v in voxel_size], dtype=np.float64)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for box, name in zip(boxes, names):
+    for k, (box, name) in enumerate(zip(boxes, names)):
         box = normalize_box(box, getattr(raw, "shape", None))
         arr = np.ascontiguousarray(raw.read(box))
+        prop = None if proposals is None else np.ascontiguousarray(proposals[k], dtype=np.uint32)
+        if prop is not None and prop.shape != arr.shape:
+            raise ValueError(f"{name}: proposal shape {prop.shape} differs from the sample's {arr.shape}")
         offset = np.asarray([s.start for s in box], dtype=np.int64)
         meta = {k: _attr_value(v) for k, v in (attrs or {}).items()}
         meta.update(offset_voxels=offset, shape=np.asarray(arr.shape, dtype=np.int64), offset_nm=offset * vs,
                     voxel_size_nm=vs, instructions=f"add a uint32/uint64 dataset 'labels' of the same shape "
-                                                   f"(0 = unlabelled/boundary), or return {name}_labels.tif")
+                                                   f"(0 = unlabelled/boundary), or return {name}_labels.tif"
+                                                   + ("; 'proposal' (the backbone's segmentation) is a start to "
+                                                      "correct, never read back" if prop is not None else ""))
 
-        def write_h5(tmp: Path, arr=arr, meta=meta) -> None:
+        def write_h5(tmp: Path, arr=arr, meta=meta, prop=prop) -> None:
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("raw", data=arr, compression="gzip")
-                for k, v in meta.items():
-                    f.attrs[k] = v
+                if prop is not None:
+                    f.create_dataset("proposal", data=prop, compression="gzip")
+                for key, v in meta.items():
+                    f.attrs[key] = v
 
         h5_path = out_dir / f"{name}.h5"
         _replace_atomically(h5_path, write_h5)
         _replace_atomically(out_dir / f"{name}.tif",
                             lambda tmp, arr=arr: tifffile.imwrite(tmp, arr, photometric="minisblack"))
+        if prop is not None:
+            _replace_atomically(out_dir / f"{name}_proposal.tif",
+                                lambda tmp, prop=prop: tifffile.imwrite(tmp, prop, photometric="minisblack"))
         paths.append(h5_path)
     return paths
 

@@ -1,7 +1,8 @@
 """``neuroadda select-samples``: score the target's candidate pool with a source backbone and pick n samples.
 
 Source-free: only the backbone and the unlabelled target are used. Candidates tile the target at its own
-voxel size; the held-out slab is never a candidate. ``samples.json`` records positions in voxels and nm.
+voxel size; the held-out slab (where there is one) is never a candidate; a large pool is scored through a
+spatially stratified subsample. ``samples.json`` records positions in voxels and nm.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuroadda.active.pool import candidate_pool
+from neuroadda.active.pool import boxes_at, pool_origins, stratified_subsample
 from neuroadda.active.strategies import NEEDS_EMBEDDINGS, select
 from neuroadda.active.uncertainty import embed_candidates, score_candidates
 from neuroadda.config import ActiveConfig
@@ -24,28 +25,41 @@ FORMAT = "neuroadda-samples-v1"
 
 
 def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: int, *, seed: int = 0,
-                   exclude: list[Box] = (), progress: bool = False, start: int = 0, model_voxel_size=None) -> dict:
-    """Score every candidate of ``vol`` by ``cfg.uncertainty`` under ``net`` and pick ``n`` with ``cfg.strategy``.
+                   exclude: list[Box] = (), progress: bool = False, start: int = 0, model_voxel_size=None,
+                   score=None) -> dict:
+    """Score the candidates of ``vol`` by ``cfg.uncertainty`` under ``net`` and pick ``n`` with ``cfg.strategy``.
 
+    Candidates tile ``vol``'s own grid outside the held-out slab (``cfg.holdout_fraction``); a pool larger than
+    ``cfg.max_candidates`` is cut to a spatially stratified subsample of that size (seeded by ``seed``,
+    :func:`neuroadda.active.pool.stratified_subsample`), a smaller one is scored whole.
     ``exclude``: boxes picked in earlier rounds (never picked again). Samples are named sample_{start + k:02d}.
-    Candidates tile ``vol``'s own grid; ``net`` (trained at ``model_voxel_size``, None = vol's grid) sees each
-    where the two grids meet (:mod:`neuroadda.data.grid`).
-    Returns the samples record (see ``samples.json``): target, voxel size, candidate size, holdout, strategy,
-    seed, every candidate's score, and per pick its name, box, offset (voxels, nm), score and score rank."""
+    ``net`` (trained at ``model_voxel_size``, None = vol's grid) sees each candidate where the two grids meet
+    (:mod:`neuroadda.data.grid`). ``score(candidates, embeddings: bool) -> (scores, embeddings or None)`` replaces
+    the in-process scoring (e.g. block-wise on daisy workers).
+    Returns the samples record (see ``samples.json``): target, voxel size, candidate size, holdout, pool size,
+    strategy, seed, every scored candidate and its score, and per pick its name, box, offset (voxels, nm), score
+    and score rank."""
     try:
-        cands, holdout = candidate_pool(vol.shape, cfg.candidate_size, holdout_fraction=cfg.holdout_fraction,
+        origins, holdout = pool_origins(vol.shape, cfg.candidate_size, holdout_fraction=cfg.holdout_fraction,
                                         holdout_axis=cfg.holdout_axis)
     except ValueError as e:
         raise InputError(f"{vol.name}: {e} (set active.candidate_size smaller)") from None
+    cands = boxes_at(origins[stratified_subsample(origins, cfg.candidate_size, cfg.max_candidates, seed)],
+                     cfg.candidate_size)
     excluded = {tuple(map(tuple, box_to_json(b))) for b in exclude}
     avail = [i for i, c in enumerate(cands) if tuple(map(tuple, box_to_json(c))) not in excluded]
     if n < 1 or n > len(avail):
         raise InputError(f"cannot select {n} samples: the pool of {cfg.candidate_size} candidates has {len(avail)} "
                          f"left (target {vol.shape}, holdout fraction {cfg.holdout_fraction})")
     raw = model_view(vol, model_voxel_size)
-    scores = score_candidates(net, raw, cands, normalizer, method=cfg.uncertainty, tta=cfg.tta,
-                              mc_samples=cfg.mc_samples, progress=progress)
-    emb = embed_candidates(net, raw, cands, normalizer)[avail] if cfg.strategy in NEEDS_EMBEDDINGS else None
+    need_emb = cfg.strategy in NEEDS_EMBEDDINGS
+    if score is None:
+        scores = score_candidates(net, raw, cands, normalizer, method=cfg.uncertainty, tta=cfg.tta,
+                                  mc_samples=cfg.mc_samples, progress=progress)
+        emb = embed_candidates(net, raw, cands, normalizer) if need_emb else None
+    else:
+        scores, emb = score(cands, need_emb)
+    emb = emb[avail] if need_emb else None
     picks = [avail[i] for i in select(cfg.strategy, scores[avail], n, embeddings=emb, seed=seed)]
     order = np.argsort(np.argsort(scores[avail]))  # rank 0 = least uncertain among the available
     vs = np.asarray(vol.voxel_size)
@@ -58,22 +72,25 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
                         "score_rank": int(order[avail.index(i)]), "n_available": len(avail)})
     return {"format": FORMAT, "target": vol.name, "voxel_size_nm": list(vol.voxel_size), "shape": list(vol.shape),
             "candidate_size": list(cfg.candidate_size), "holdout": box_to_json(holdout), "strategy": cfg.strategy,
-            "uncertainty": cfg.uncertainty, "seed": int(seed), "n": int(n),
+            "uncertainty": cfg.uncertainty, "seed": int(seed), "n": int(n), "pool_size": int(len(origins)),
             "scored_at_nm": list(getattr(raw, "voxel_size", vol.voxel_size)),
             "median_score": float(np.median(scores[avail])),
             "candidates": [box_to_json(c) for c in cands], "scores": [float(s) for s in scores], "samples": samples}
 
 
-def write_samples(record: dict, out_dir: str | Path, vol: LabelledVolume, *, export: bool = True) -> Path:
+def write_samples(record: dict, out_dir: str | Path, vol: LabelledVolume, *, export: bool = True,
+                  proposals: list | None = None) -> Path:
     """Write ``out_dir/samples.json``, ``out_dir/samples.png`` and (``export``) the raw samples for annotators
-    as ``out_dir/annotate/sample_XX.h5`` and ``.tif``. Returns the JSON path."""
+    as ``out_dir/annotate/sample_XX.h5`` and ``.tif``, with ``proposals`` (one label array per sample, the
+    backbone's segmentation of it) as their ``proposal`` dataset and ``sample_XX_proposal.tif``. Returns the JSON
+    path."""
     out_dir = Path(out_dir)
     if export:
         from neuroadda.active.annotations import export_samples
 
         export_samples(vol.raw, [box_from_json(s["box"]) for s in record["samples"]], out_dir / "annotate",
                        names=[s["name"] for s in record["samples"]], voxel_size=vol.voxel_size,
-                       attrs={"target": vol.name})
+                       attrs={"target": vol.name}, proposals=proposals)
     plot_samples(record, vol, out_dir / "samples.png")
     return write_json(out_dir / "samples.json", record)
 

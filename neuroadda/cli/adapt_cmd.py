@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuroadda.cli.common import add_backbone_args, add_label_zero, backbones_from_args, positive_int, table
+from neuroadda.cli.infer_cmd import add_blockwise as _add_blockwise
 from neuroadda.vocab import LOGGERS
 
 
@@ -32,19 +33,35 @@ def _config(args):
 
 def register(sub) -> None:
     s = sub.add_parser("select-samples", help="pick n target sub-volumes to annotate (source-free active learning)",
-                       description="Tile the target (minus a held-out slab) into candidates, score each by the "
+                       description="Tile the whole target into candidates (no held-out slab on your own volume; "
+                                   "adapt, experiment and the study keep one to score on), score each by the "
                                    "backbone's predictive uncertainty and pick n (default: nearest the median score). "
-                                   "Writes OUT/samples.json, OUT/samples.png and OUT/annotate/sample_XX.{h5,tif}.")
-    s.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] (unlabelled is fine)")
+                                   "A pool larger than --max-candidates is scored through a spatially stratified "
+                                   "subsample. Writes OUT/samples.json, OUT/samples.png and "
+                                   "OUT/annotate/sample_XX.{h5,tif} with the backbone's segmentation of each as a "
+                                   "proposal to correct (sample_XX_proposal.tif, dataset 'proposal').")
+    s.add_argument("--target", required=True,
+                   help="target dataset name, PATH[:KEY] (HDF5, zarr/OME-Zarr, N5, precomputed, TIFF, .npy) or URL "
+                        "(precomputed://..., n5://...); unlabelled is fine")
     s.add_argument("--backbone", required=True, help="source backbone checkpoint (model.pt)")
     s.add_argument("--n", type=positive_int, default=4, help="samples to pick (default: %(default)s)")
     s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--max-candidates", type=int, default=None, metavar="N",
+                   help="score at most N candidates, a spatially stratified subsample of a larger pool (default: "
+                        "active.max_candidates, 1000; 0 = every candidate)")
+    s.add_argument("--holdout", action="store_true",
+                   help="keep the config's held-out slab (active.holdout_fraction) out of the pool, as adapt does; "
+                        "off by default: samples may come from anywhere in your volume")
+    s.add_argument("--no-proposals", action="store_true", help="export the raw samples only (no segmentation "
+                                                                 "proposals)")
+    _add_blockwise(s, "score candidates")
     _add_config(s, steps=False)
     s.set_defaults(func=run_select_samples)
 
     f = sub.add_parser("finetune", help="train on the annotated samples, from a backbone or from scratch",
                        description="Fine-tune on the samples of samples.json with labels from --labels DIR (files "
-                                   "annotators returned) or, without it, the target's own ground truth (oracle). "
+                                   "annotators returned; the exported 'proposal' is never read) or, without it, the "
+                                   "target's own ground truth (oracle). No held-out slab: every sample trains. "
                                    "The waterz threshold is chosen on the labelled samples. Writes OUT/model.pt.")
     f.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] the samples came from")
     f.add_argument("--samples", required=True, help="samples.json written by select-samples")
@@ -79,14 +96,27 @@ def register(sub) -> None:
 
 
 def run_select_samples(args) -> int:
+    from neuroadda.cli.infer_cmd import check_blockwise
     from neuroadda.workflows.select_samples import select_samples_for
 
-    rec, path = select_samples_for(args.target, args.backbone, _config(args), args.n, args.out,
-                                   progress=not args.quiet)
+    check_blockwise(args)
+    cfg = _config(args)
+    if args.max_candidates is not None:
+        from neuroadda.errors import InputError
+
+        if args.max_candidates < 0:
+            raise InputError(f"--max-candidates must be >= 0 (0 = every candidate), got {args.max_candidates}")
+        cfg = cfg.model_copy(update={"active": cfg.active.model_copy(
+            update={"max_candidates": args.max_candidates or None})})
+    rec, path = select_samples_for(args.target, args.backbone, cfg, args.n, args.out, holdout=args.holdout,
+                                   proposals=not args.no_proposals, block_size=args.block_size,
+                                   workers=args.workers or 1, cluster=args.cluster or "local",
+                                   sbatch_args=args.sbatch_arg, work_dir=args.work_dir, progress=not args.quiet)
     rows = [[s["name"], s["offset_voxels"], [round(v) for v in s["offset_nm"]], s["shape"], f"{s['score']:.4f}"]
             for s in rec["samples"]]
     print(table(rows, ["sample", "offset (voxels)", "offset (nm)", "shape", "uncertainty"]))
-    print(f"median uncertainty {rec['median_score']:.4f} over {len(rec['scores'])} candidates; wrote {path}, "
+    print(f"median uncertainty {rec['median_score']:.4f} over {len(rec['scores'])} scored candidates of a pool of "
+          f"{rec['pool_size']}; wrote {path}, "
           f"{Path(args.out) / 'samples.png'} and the raw samples for annotators in {Path(args.out) / 'annotate'}")
     return 0
 

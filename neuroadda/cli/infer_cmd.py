@@ -11,8 +11,11 @@ def register(sub) -> None:
                        description="Sliding-window prediction with Gaussian blending, streamed block by block into "
                                    "a zarr array (3, z, y, x) so volumes larger than memory go through.")
     p.add_argument("--checkpoint", required=True, help="backbone checkpoint (model.pt)")
-    p.add_argument("--input", required=True, help="dataset name or PATH[:KEY] (default key: raw)")
-    p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr (OME-Zarr with --block-size)")
+    p.add_argument("--input", required=True,
+                   help="dataset name, PATH[:KEY] (default key: raw; HDF5, zarr/OME-Zarr, N5, precomputed, TIFF, .npy) "
+                        "or URL (precomputed://..., n5://...); the whole volume is predicted (no held-out slab)")
+    p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr (OME-Zarr with a multiscale "
+                                                "pyramid with --block-size)")
     p.add_argument("--uint8", action="store_true", help="store probabilities as uint8 (x255) to save space")
     p.add_argument("--overlap", type=fraction, default=0.25, help="sliding-window overlap (default: %(default)s)")
     p.add_argument("--block-shape", nargs=3, type=positive_int, default=None, metavar=("Z", "Y", "X"),
@@ -20,7 +23,7 @@ def register(sub) -> None:
                         "(default: chosen to compute the fewest windows, at most ~16 M voxels read)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     add_voxel_size(p)
-    _add_blockwise(p, "predict")
+    add_blockwise(p, "predict")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_predict)
 
@@ -28,14 +31,15 @@ def register(sub) -> None:
                        description="waterz agglomeration of predicted affinities; writes a uint64 zarr array.")
     s.add_argument("--affinities", required=True,
                    help="affinities written by 'neuroadda predict' (zarr, OME-Zarr, or HDF5 as PATH:KEY)")
-    s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr (OME-Zarr with --block-size)")
+    s.add_argument("--out", required=True, help="output zarr folder, e.g. seg.zarr (OME-Zarr with a multiscale "
+                                                "pyramid with --block-size)")
     s.add_argument("--threshold", type=unit_open, default=None,
                    help="waterz merge threshold (default: the one the checkpoint chose on validation data)")
     s.add_argument("--fragments", choices=(*FRAGMENTS, "waterz"), default=DEFAULT_FRAGMENTS,
                    help="supervoxels to agglomerate: 'ascent' (default; the distance map climbed voxel by voxel, "
                         "which block-wise runs reproduce exactly), 'watershed' (seeded watershed on the same map) "
                         "or waterz's own (whole volume only)")
-    _add_blockwise(s, "segment")
+    add_blockwise(s, "segment")
     s.add_argument("--context", type=int, default=32,
                    help="with --block-size: voxels of affinities read around each block for its fragments; "
                         "'ascent' reads more where it must to stay exact (default: %(default)s)")
@@ -46,7 +50,7 @@ def register(sub) -> None:
     s.set_defaults(func=run_segment)
 
 
-def _add_blockwise(p, verb: str) -> None:
+def add_blockwise(p, verb: str) -> None:
     g = p.add_argument_group("block-wise on many workers (daisy)")
     g.add_argument("--block-size", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
                    help=f"{verb} block by block with daisy workers (without it: one process, as before)")
@@ -58,7 +62,7 @@ def _add_blockwise(p, verb: str) -> None:
     g.add_argument("--work-dir", default=None, help="work files (default: OUT.work); a re-run resumes there")
 
 
-def _check_blockwise(args) -> None:
+def check_blockwise(args) -> None:
     from neuroadda.errors import InputError
 
     if args.block_size is None and (args.workers is not None or args.cluster is not None or args.sbatch_arg
@@ -67,7 +71,7 @@ def _check_blockwise(args) -> None:
 
 
 def run_predict(args) -> int:
-    _check_blockwise(args)
+    check_blockwise(args)
     if args.block_size is not None:
         from neuroadda.workflows.predict_blockwise import predict_volume_blockwise
 
@@ -88,7 +92,7 @@ def run_predict(args) -> int:
 
 
 def run_segment(args) -> int:
-    _check_blockwise(args)
+    check_blockwise(args)
     if args.block_size is not None:
         from neuroadda.errors import InputError
         from neuroadda.workflows.segment_blockwise import segment_blockwise

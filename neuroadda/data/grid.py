@@ -51,3 +51,36 @@ def grid_shape(shape, voxel_size, to_voxel_size) -> tuple[int, int, int]:
     :class:`neuroadda.data.volume.Volume` rounds it)."""
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, voxel_size, to_voxel_size))
 
+
+
+def pick_level(level_voxel_sizes, grid) -> int:
+    """Index of the stored pyramid level to read a target from when it is seen at ``grid`` (z, y, x nm): the
+    coarsest level that is nowhere coarser than ``grid`` (so no axis is ever upsampled from a coarser level where
+    a finer one is stored; the rest of the way is resampled as from level 0), level 0 when none is."""
+    g = np.asarray(grid, float)
+    best, best_volume = 0, -1.0
+    for i, vs in enumerate(level_voxel_sizes):
+        v = np.asarray(vs, float)
+        if np.all(v <= g * (1 + 1e-6)) and float(np.prod(v)) > best_volume * (1 + 1e-9):
+            best, best_volume = i, float(np.prod(v))
+    return best
+
+
+def pyramid_factors(shape, voxel_size=(1.0, 1.0, 1.0), *, min_size: int = 256) -> list[tuple[int, int, int]]:
+    """Per-level (z, y, x) downsampling factors relative to level 0, level 0 first: each level halves every axis
+    that still holds >= ``min_size`` voxels and whose spacing is < 2x the level's finest (an anisotropic z waits
+    for the in-plane axes, as the network's strides do); the pyramid ends when no axis halves. 512^3 -> 3 levels
+    (512, 256, 128), 1024^3 -> 4, 250^3 -> 1."""
+    shape = [int(n) for n in shape]
+    vs = [float(v) for v in voxel_size]
+    factor = [1, 1, 1]
+    out = [tuple(factor)]
+    while True:
+        finest = min(vs)
+        halve = [n >= min_size and v < ISOTROPIC_BELOW * finest for n, v in zip(shape, vs)]
+        if not any(halve):
+            return out
+        shape = [-(-n // 2) if h else n for n, h in zip(shape, halve)]
+        vs = [v * 2 if h else v for v, h in zip(vs, halve)]
+        factor = [f * 2 if h else f for f, h in zip(factor, halve)]
+        out.append(tuple(factor))

@@ -1,11 +1,15 @@
-"""Lazy readers for 3-D arrays in HDF5, zarr (v2/v3, OME-Zarr images), TIFF stacks and .npy files.
+"""Lazy readers for 3-D arrays in HDF5, zarr (v2/v3, OME-Zarr images), N5, neuroglancer precomputed, TIFF stacks
+and .npy files.
 
 Every reader returns an object with ``.shape``, ``.dtype``, ``.attrs`` (dict) and numpy-style slicing
-that reads only the requested region. Errors are :class:`InputError` naming the file and key.
+that reads only the requested region; a multiscale image (OME-Zarr, precomputed) is a :class:`Pyramid` whose
+level 0 is read by default. N5 and precomputed go through tensorstore (:mod:`.tstore`). Errors are
+:class:`InputError` naming the file and key.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,12 @@ import numpy as np
 from neuroadda.errors import InputError
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".n5h5")
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # precomputed://..., n5://..., file://..., gs://...
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def is_url(spec: str) -> bool:
+    return bool(URL.match(str(spec)))
 
 
 def split_spec(spec: str) -> tuple[Path, str | None]:
@@ -27,7 +36,7 @@ def split_spec(spec: str) -> tuple[Path, str | None]:
 
 
 def container_kind(path: Path) -> str:
-    """'hdf5', 'zarr', 'tiff', 'tiffdir' or 'npy' from the path's suffix or content."""
+    """'hdf5', 'zarr', 'n5', 'precomputed', 'tiff', 'tiffdir' or 'npy' from the path's suffix or content."""
     suffix = path.suffix.lower()
     if suffix in HDF5_SUFFIXES:
         return "hdf5"
@@ -38,10 +47,41 @@ def container_kind(path: Path) -> str:
     if suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zgroup").exists() \
             or (path / ".zarray").exists():
         return "zarr"
+    if suffix == ".n5" or (path / "attributes.json").is_file():
+        return "n5"
+    if (path / "info").is_file():
+        return "precomputed"
     if path.is_dir() and any(q.suffix.lower() in TIFF_SUFFIXES for q in path.iterdir()):
         return "tiffdir"
-    raise InputError(f"{path}: unknown volume format (expected .h5/.hdf5, .zarr, .tif/.tiff, "
-                     "a folder of TIFF slices, or .npy)")
+    raise InputError(f"{path}: unknown volume format (expected .h5/.hdf5, .zarr, .n5, a neuroglancer precomputed "
+                     "folder, .tif/.tiff, a folder of TIFF slices, or .npy)")
+
+
+def is_single_array(path: Path) -> bool:
+    """True where ``path`` is one array (no KEY inside): TIFF, .npy, a precomputed volume, an N5 dataset, a plain
+    folder of slices."""
+    try:
+        kind = container_kind(path)
+    except InputError:
+        return True
+    if kind == "n5":
+        from neuroadda.data.tstore import n5_datasets
+
+        return n5_datasets(path) == ["."]
+    return kind in ("tiff", "tiffdir", "npy", "precomputed")
+
+
+class Pyramid:
+    """A multiscale image read as its level 0 (``shape``, ``dtype``, ``attrs``, slicing), with every stored level
+    in ``levels``: (reader, (z, y, x) voxel size relative to level 0), finest first."""
+
+    def __init__(self, levels: list[tuple[Any, tuple[float, float, float]]], attrs: dict[str, Any]):
+        base = levels[0][0]
+        self.levels, self.attrs = list(levels), attrs
+        self.shape, self.dtype, self.ndim = tuple(int(n) for n in base.shape), np.dtype(base.dtype), base.ndim
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return np.asarray(self.levels[0][0][idx])
 
 
 class TiffStack:
@@ -122,6 +162,8 @@ def open_array(path: Path, key: str | None):
             raise InputError(f"{path}: cannot read TIFF ({e})") from None
     if kind == "npy":
         return NpyArray(path)
+    if kind in ("n5", "precomputed"):
+        return _open_tensorstore(path, key, kind)
     if kind == "hdf5":
         import h5py
 
@@ -144,13 +186,33 @@ def open_array(path: Path, key: str | None):
         return _Zarr(node, {})
     from neuroadda.data.ome import is_ome_group, read_image
 
-    if key is None and is_ome_group(node):  # an OME-Zarr image: its level 0, voxel size from the metadata
-        return _Zarr(*read_image(node, str(path)))
+    if is_ome_group(node) and (key is None or key == "raw" and key not in node):  # an OME-Zarr image, asked for
+        # as a whole or under the default raw key: every level, voxel size from the metadata
+        levels, attrs = read_image(node, str(path))
+        if len(levels) == 1:
+            return _Zarr(levels[0][0], attrs)
+        return Pyramid([(_Zarr(a, {}), f) for a, f in levels], attrs)
     if key is None or key not in node or not isinstance(node[key], zarr.Array):
         avail = ", ".join(_zarr_keys(node)[:12]) or "none"
         what = "no key given" if key is None else f"no array '{key}'"
         raise InputError(f"{path}: {what} (arrays in the store: {avail})")
     return _Zarr(node[key], dict(node.attrs))
+
+
+def _open_tensorstore(path: Path, key: str | None, kind: str):
+    """A local N5 dataset (``path`` itself, or ``path/key``) or precomputed volume through :mod:`.tstore`."""
+    from neuroadda.data import tstore
+
+    if kind == "precomputed":
+        return tstore.open_precomputed(tstore.kvstore_url(path), str(path))
+    datasets = tstore.n5_datasets(path)
+    if datasets == ["."]:  # the path is a dataset itself
+        return tstore.open_n5(tstore.kvstore_url(path), str(path))
+    if key is None or key not in datasets:
+        avail = ", ".join(datasets[:12]) or "none"
+        what = "no key given" if key is None else f"no dataset '{key}'"
+        raise InputError(f"{path}: {what} (datasets in the N5 container: {avail})")
+    return tstore.open_n5(tstore.kvstore_url(path / key), f"{path}:{key}")
 
 
 class _H5:
@@ -206,7 +268,10 @@ def _plain(v):
 
 
 def short_name(spec: str) -> str:
-    """A short display name: dataset names as they are, ``/a/b/vol.h5:raw`` -> ``vol.h5:raw``."""
+    """A short display name: dataset names as they are, ``/a/b/vol.h5:raw`` -> ``vol.h5:raw``,
+    ``precomputed://gs://bucket/em/`` -> ``em``."""
+    if is_url(spec):
+        return spec.rstrip("/").rsplit("/", 1)[-1]
     path, key = split_spec(spec) if ("/" in spec or "." in spec) else (None, None)
     if path is None:
         return spec

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card, missing_files_hint
-from neuroadda.data.grid import grid_shape, meet, same_grid
-from neuroadda.data.io import Cropped, open_array, split_spec
+from neuroadda.data.grid import grid_shape, meet, pick_level, same_grid
+from neuroadda.data.io import Cropped, is_single_array, is_url, open_array, split_spec
 from neuroadda.data.regions import Box, box_shape
+from neuroadda.data.tstore import open_url
 from neuroadda.errors import InputError
 from neuroadda.vocab import LABELS_KINDS
 
@@ -50,7 +51,9 @@ class Volume:
         name: ``file[:key]`` used in messages.
         voxel_size: (z, y, x) nm of the stored array.
         resample_to: (z, y, x) nm to present instead (None = as stored). Raw is resampled with area/trilinear
-            interpolation, labels (``is_labels``) with nearest neighbour.
+            interpolation, labels (``is_labels``) with nearest neighbour. From a multiscale ``array``
+            (:class:`neuroadda.data.io.Pyramid`) the stored level :func:`neuroadda.data.grid.pick_level` names is
+            read (``level``), not level 0.
     """
 
     def __init__(self, array, name: str, voxel_size, *, resample_to=None, is_labels: bool = False):
@@ -62,10 +65,13 @@ class Volume:
         self.shape = grid_shape(self.stored_shape, self.stored_voxel_size, self.voxel_size)
         self.dtype = np.dtype(array.dtype)
         self.attrs: dict[str, Any] = dict(getattr(array, "attrs", {}))
+        self.level, self._src, src_voxel_size = read_level(array, self.stored_voxel_size, self.voxel_size)
+        self._src_shape = tuple(int(n) for n in self._src.shape)
+        self.scale = tuple(s / t for s, t in zip(src_voxel_size, self.voxel_size))
 
     @property
     def resampled(self) -> bool:
-        return any(abs(f - 1.0) > 1e-6 for f in self.scale)
+        return any(abs(f - 1.0) > 1e-6 for f in self.scale) or self._src_shape != self.shape
 
     def __getitem__(self, box) -> np.ndarray:
         if not isinstance(box, tuple) or len(box) != 3 or not all(isinstance(s, slice) for s in box):
@@ -76,13 +82,26 @@ class Volume:
         """Read one box given in this volume's (possibly resampled) voxel grid."""
         box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, self.shape))
         if not self.resampled:
-            return np.asarray(self.array[box])
+            return np.asarray(self._src[box])
         out_shape = box_shape(box)
         src = tuple(slice(int(np.floor(s.start / f)),
                           min(n, max(int(np.ceil(s.stop / f)), int(np.floor(s.start / f)) + 1)))
-                    for s, f, n in zip(box, self.scale, self.stored_shape))
-        block = np.asarray(self.array[src])
+                    for s, f, n in zip(box, self.scale, self._src_shape))
+        block = np.asarray(self._src[src])
         return resize(block, out_shape, labels=self.is_labels)
+
+
+def read_level(array, voxel_size, seen_at) -> tuple[int, Any, tuple[float, ...]]:
+    """(level index, its reader, its voxel size in nm) to read ``array`` stored at ``voxel_size`` from when it is
+    seen at ``seen_at``: a coarser stored level of a :class:`neuroadda.data.io.Pyramid` where one fits
+    (:func:`neuroadda.data.grid.pick_level`), else ``array`` itself (level 0)."""
+    levels = getattr(array, "levels", None)
+    voxel_size = tuple(float(v) for v in voxel_size)
+    if not levels or same_grid(voxel_size, seen_at):
+        return 0, array, voxel_size
+    sizes = [tuple(v * f for v, f in zip(voxel_size, factors)) for _, factors in levels]
+    i = pick_level(sizes, seen_at)
+    return i, (levels[i][0] if i else array), sizes[i]
 
 
 def resize(block: np.ndarray, shape: tuple[int, ...], *, labels: bool) -> np.ndarray:
@@ -172,18 +191,20 @@ def open_volume(
         card = get_card(spec)
         return _open_card(card, require_labels=require_labels, voxel_size=voxel_size, resample_to=resample_to,
                           label_zero=zero)
-    path, key = split_spec(spec)
-    card = card_for_file(path, key) if labels is None else None
-    if card is not None:
-        return _open_card(card, require_labels=require_labels, voxel_size=voxel_size, resample_to=resample_to,
-                          label_zero=zero)
-    raw_arr = open_array(path, key or raw_key)
-    raw_name = f"{path}:{key or raw_key}" if not _single_array(path) else str(path)
+    if is_url(spec):  # precomputed:// or n5://: one array
+        path, raw_arr, raw_name = None, open_url(spec), spec
+    else:
+        path, key = split_spec(spec)
+        card = card_for_file(path, key) if labels is None else None
+        if card is not None:
+            return _open_card(card, require_labels=require_labels, voxel_size=voxel_size, resample_to=resample_to,
+                              label_zero=zero)
+        raw_arr = open_array(path, key or raw_key)
+        raw_name = f"{path}:{key or raw_key}" if not is_single_array(path) else str(path)
     lab_arr, lab_name = None, None
     if labels is not None:
-        lpath, lkey = split_spec(labels)
-        lab_arr, lab_name = open_array(lpath, lkey or labels_key), labels
-    elif labels_key is not None and not _single_array(path):
+        lab_arr, lab_name = open_spec(labels, labels_key), labels
+    elif labels_key is not None and path is not None and not is_single_array(path):
         try:
             lab_arr, lab_name = open_array(path, labels_key), f"{path}:{labels_key}"
         except InputError:
@@ -202,10 +223,12 @@ def open_volume(
                      None, resample_to, info)
 
 
-def _single_array(path: Path) -> bool:
-    return path.suffix.lower() in (".tif", ".tiff", ".npy") or (path.is_dir() and not (path / "zarr.json").exists()
-                                                                  and not (path / ".zgroup").exists()
-                                                                  and not (path / ".zarray").exists())
+def open_spec(spec: str, default_key: str | None):
+    """The lazy array at a URL (``precomputed://``, ``n5://``) or ``PATH[:KEY]`` (KEY defaults to ``default_key``)."""
+    if is_url(spec):
+        return open_url(spec)
+    path, key = split_spec(spec)
+    return open_array(path, key or default_key)
 
 
 def _open_card(card: DatasetCard, *, require_labels, voxel_size, resample_to, label_zero=None) -> LabelledVolume:
@@ -261,14 +284,24 @@ def restrict(vol: LabelledVolume, box: Box) -> LabelledVolume:
 
 class GridView:
     """Boxes of ``volume``'s grid read and resized to voxel size ``to`` (what a model that meets the volume there
-    sees of each box): raw interpolated, labels nearest."""
+    sees of each box): raw interpolated, labels nearest. From a multiscale volume each box is read from the stored
+    level :func:`read_level` names for ``to`` (``level``), covering the same physical region."""
 
     def __init__(self, volume: Volume, to):
         self.volume, self.voxel_size = volume, tuple(float(v) for v in to)
+        self.level, self._src, self._src_voxel_size = read_level(volume.array, volume.stored_voxel_size, to)
 
     def read(self, box: Box) -> np.ndarray:
-        a = self.volume.read(box)
-        return resize(a, grid_shape(a.shape, self.volume.voxel_size, self.voxel_size), labels=self.volume.is_labels)
+        if not self.level:
+            a = self.volume.read(box)
+            return resize(a, grid_shape(a.shape, self.volume.voxel_size, self.voxel_size), labels=self.volume.is_labels)
+        box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, self.volume.shape))
+        r = [v / w for v, w in zip(self.volume.voxel_size, self._src_voxel_size)]  # volume voxel -> level voxel
+        src = tuple(slice(min(int(np.floor(s.start * f + 1e-9)), n - 1), min(n, max(int(np.ceil(s.stop * f - 1e-9)),
+                                                                                    int(np.floor(s.start * f)) + 1)))
+                    for s, f, n in zip(box, r, self._src.shape))
+        out = grid_shape(box_shape(box), self.volume.voxel_size, self.voxel_size)
+        return resize(np.asarray(self._src[src]), out, labels=self.volume.is_labels)
 
 
 def model_view(vol: LabelledVolume, model_voxel_size):
@@ -326,9 +359,9 @@ def open_labels(spec: str, *, key: str = "labels", voxel_size=None, resample_to=
     if is_dataset_name(spec):
         vol = open_volume(spec, require_labels=True, voxel_size=voxel_size, resample_to=resample_to)
         return vol
-    path, k = split_spec(spec)
-    arr = open_array(path, k or key)
-    name = str(path) if _single_array(path) else f"{path}:{k or key}"
+    arr = open_spec(spec, key)
+    path, k = (None, None) if is_url(spec) else split_spec(spec)
+    name = spec if path is None or is_single_array(path) else f"{path}:{k or key}"
     vs = voxel_size or _voxel_size_from_attrs(arr.attrs)
     kind = str(arr.attrs.get("labels_kind", "3d_instance"))
     zero = "boundary"  # VI ignores ground-truth 0 whatever it means

@@ -32,15 +32,18 @@ def backbones_for(sources: list[str], pairs: list[str], folder: str | Path | Non
 
 
 def check_specs(groups: dict[str, list[str]]) -> None:
-    """Every dataset name is a known card (close names suggested) and every PATH[:KEY] exists: a one-line
+    """Every dataset name is a known card (close names suggested) and every PATH[:KEY] exists (URLs are checked
+    when opened): a one-line
     InputError naming the flag otherwise. Run before any work (some estimators never open a source volume)."""
     from neuroadda.data.cards import get_card
-    from neuroadda.data.io import split_spec
+    from neuroadda.data.io import is_url, split_spec
     from neuroadda.data.volume import is_dataset_name
     from neuroadda.errors import InputError
 
     for flag, specs in groups.items():
         for spec in specs:
+            if is_url(spec):
+                continue  # opened (and checked) where it is read
             if is_dataset_name(spec):
                 get_card(spec)
             elif not split_spec(spec)[0].exists():

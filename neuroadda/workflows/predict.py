@@ -20,7 +20,8 @@ def prediction_input(checkpoint: str | Path, input_spec: str, *, voxel_size=None
     """What every prediction needs: (Backbone, the input volume where it meets the checkpoint's grid
     (:mod:`neuroadda.data.grid`; as stored when its voxel size is unknown), its normaliser, the output
     attributes: voxel size of the output (the input's own grid: predictions are brought back there), the grid
-    the model saw, input, checkpoint, threshold, source, labels kind, code version, offsets, learned)."""
+    the model saw and the stored pyramid level it was read from, input, checkpoint, threshold, source, labels kind,
+    code version, offsets, learned)."""
     from neuroadda.data.grid import RULE
 
     bb = load_backbone(checkpoint)
@@ -28,6 +29,7 @@ def prediction_input(checkpoint: str | Path, input_spec: str, *, voxel_size=None
     vol = seen_by(stored, bb.voxel_size)
     meta = bb.meta
     attrs = {"voxel_size_nm": list(stored.voxel_size), "seen_at_nm": list(vol.voxel_size), "grid": RULE,
+             "read_level": vol.raw.level,  # the stored pyramid level the model's input was read from (0: as stored)
              "input": input_spec, "checkpoint": str(checkpoint),
              "threshold": bb.threshold, "source": meta.get("source"), "labels_kind": vol.labels_kind,
              "code_version": meta.get("code_version"), "offsets": [[-1, 0, 0], [0, -1, 0], [0, 0, -1]],

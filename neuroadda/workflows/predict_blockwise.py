@@ -1,5 +1,5 @@
 """``neuroadda predict --block-size``: affinities block by block on daisy workers (local processes or SLURM jobs,
-one GPU each when given), into an OME-Zarr image (c, z, y, x).
+one GPU each when given), into an OME-Zarr image (c, z, y, x) with a multiscale pyramid (:mod:`.pyramid`).
 
 Each worker loads the backbone and opens the volume once, then predicts the blocks daisy hands it exactly as
 :func:`neuroadda.inference.blockwise.predict_blockwise` does (reads the whole-volume windows touching the core),
@@ -20,6 +20,7 @@ import zarr
 
 from neuroadda.data.ome import create_image
 from neuroadda.errors import InputError
+from neuroadda.workflows.pyramid import stage_names, write_pyramid
 from neuroadda.workflows.scheduler import Cluster, all_blocks, reset_stage, run_stage, stage_stats
 from neuroadda.workflows.segment_blockwise import check_block_size, output_chunks
 
@@ -108,9 +109,13 @@ def predict_volume_blockwise(checkpoint: str | Path, input_spec: str, out: str |
         regrid(zarr.open_array(str(tmp / "0"), mode="r"), vol.voxel_size, arr, stored.voxel_size)
         shutil.rmtree(tmp)
         back.rename(tmp)
+    levels = write_pyramid(tmp, labels=False, work_dir=work, cluster=clus, name="predict-pyramid", progress=progress)
     finalize_zarr(tmp, out)
+    pyr = [s for st in stage_names("predict-pyramid") for s in stage_stats(work, st)]
     return {"out": str(out), "blocks": len(stats), "block_seconds": sum(s["seconds"] for s in stats),
-            "peak_rss_bytes": max((s["peak_rss_bytes"] for s in stats), default=0)}
+            "peak_rss_bytes": max((s["peak_rss_bytes"] for s in stats), default=0), "levels": levels,
+            "pyramid_block_seconds": sum(s["seconds"] for s in pyr),
+            "pyramid_peak_rss_bytes": max((s["peak_rss_bytes"] for s in pyr), default=0)}
 
 
 def _jsonable(d: dict) -> dict:

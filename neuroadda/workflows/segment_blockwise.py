@@ -16,7 +16,7 @@ Stages (each block-wise stage scheduled by daisy, see :mod:`.scheduler`):
    ``agglomeration="threshold"``: connected components of the edges below the threshold) -> a lookup table
    piece -> segment id, numbered 1..k.
 4. ``relabel``: per block, pieces -> segment ids into the output OME-Zarr (written at ``OUT.tmp``, renamed to
-   ``OUT`` when complete).
+   ``OUT`` when complete), then its multiscale pyramid level by level (window modes: no new ids; :mod:`.pyramid`).
 
 With ``ascent`` fragments the result is the whole-volume ``segment --fragments ascent`` result exactly (up to
 waterz's float32 running means on ties), for any block size and context.
@@ -62,6 +62,7 @@ from neuroadda.segmentation.graph import (
     threshold_components,
 )
 from neuroadda.vocab import DEFAULT_FRAGMENTS, FRAGMENTS, TWO_D
+from neuroadda.workflows.pyramid import reset_pyramid, stage_names, write_pyramid
 from neuroadda.workflows.scheduler import Cluster, all_blocks, block_info, reset_stage, run_stage, stage_stats
 from neuroadda.workflows.segment import open_affinities
 
@@ -303,15 +304,18 @@ def segment_blockwise(affinities: str | Path, out: str | Path, *, block_size, th
                   "context": int(context), "agglomeration": agglomeration, "fragments": fragments, "graph": key})
     if not (tmp / "zarr.json").exists() or zarr.open_group(str(tmp), mode="r").attrs.get("graph") != key:
         reset_stage(work, "relabel")
+        reset_pyramid(work, "relabel-pyramid")
         create_image(tmp, vshape, np.uint64, voxel_size_nm=vs, chunks=output_chunks(block, vshape), attrs=attrs)
     run_stage("relabel", vshape, block, _Relabel(work, key, str(tmp / "0")), work_dir=work, cluster=clus,
               progress=progress)
+    levels = write_pyramid(tmp, labels=True, work_dir=work, cluster=clus, name="relabel-pyramid", progress=progress)
     finalize_zarr(tmp, out)  # a later run finds no OUT.tmp, so it starts the relabel stage afresh
     summary = {"out": str(out), "threshold": float(threshold), "blocks": len(infos), "block_size": list(block),
-               "fragments": fragments, "workers": clus.workers, "cluster": clus.kind, "graph": graph,
+               "fragments": fragments, "workers": clus.workers, "cluster": clus.kind, "graph": graph, "levels": levels,
                "work_dir": str(work), "stages": {}}
-    for stage in ("fragments", "faces", "relabel"):
-        st = stage_stats(work, stage)
+    for stage in ("fragments", "faces", "relabel", "pyramid"):
+        st = stage_stats(work, stage) if stage != "pyramid" else \
+            [s for name in stage_names("relabel-pyramid") for s in stage_stats(work, name)]
         summary["stages"][stage] = {"block_seconds": sum(s["seconds"] for s in st),
                                     "peak_rss_bytes": max((s["peak_rss_bytes"] for s in st), default=0)}
     contexts = [s["context"] for s in stage_stats(work, "fragments") if "context" in s]

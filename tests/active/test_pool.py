@@ -1,8 +1,9 @@
 import itertools
 
+import numpy as np
 import pytest
 
-from neuroadda.active.pool import candidate_pool
+from neuroadda.active.pool import candidate_pool, pool_origins, stratified_subsample
 
 
 def _vox(box):
@@ -46,3 +47,41 @@ def test_no_candidate_fits_names_sizes():
         candidate_pool((10, 10, 10), (2, 2, 2), holdout_fraction=1.0)
     cands, hold = candidate_pool((10, 10, 10), (2, 2, 2))  # cube: ties -> axis 0, cut at 6
     assert hold[0] == slice(6, 10) and len(cands) == 3 * 5 * 5
+
+
+def _reference_pool(shape, size, holdout_fraction, axis=None):
+    """The pool as the code before the subsample built it: itertools over the non-held-out starts."""
+    from neuroadda.data.regions import box_shape, split_regions
+
+    train, _ = split_regions(shape, holdout_fraction, axis)
+    starts = [range(0, a - c + 1, c) for a, c in zip(box_shape(train), size)]
+    return [tuple(slice(o, o + c) for o, c in zip(org, size)) for org in itertools.product(*starts)]
+
+
+@pytest.mark.parametrize("shape,size,frac", [((10, 20, 50), (4, 8, 10), 0.4), ((33, 70, 71), (5, 9, 8), 0.0),
+                                             ((64, 64, 64), (16, 16, 16), 0.25)])
+def test_pool_is_the_itertools_tiling(shape, size, frac):
+    assert candidate_pool(shape, size, holdout_fraction=frac)[0] == _reference_pool(shape, size, frac)
+
+
+def test_subsample_keeps_a_small_pool_whole_and_in_order():
+    origins, _ = pool_origins((64, 64, 64), (16, 16, 16), holdout_fraction=0.0)
+    assert stratified_subsample(origins, (16, 16, 16), 64, seed=3).tolist() == list(range(64))
+    assert stratified_subsample(origins, (16, 16, 16), None, seed=3).tolist() == list(range(64))
+
+
+def test_subsample_is_reproducible_and_spatially_stratified():
+    size = (4, 4, 4)
+    origins, _ = pool_origins((64, 64, 64), size, holdout_fraction=0.0)  # 16^3 = 4096 candidates
+    a = stratified_subsample(origins, size, 512, seed=0)
+    assert len(a) == 512 == len(set(a.tolist())) and np.all(np.diff(a) > 0)
+    assert np.array_equal(a, stratified_subsample(origins, size, 512, seed=0))
+    assert not np.array_equal(a, stratified_subsample(origins, size, 512, seed=1))
+    # every one of the 64 blocks of 16^3 voxels (64 candidates each) keeps exactly its share, 8 of 64:
+    # Z-order runs of 8 candidates are 8 sub-cubes of 2x2x2 candidates, nested in those blocks
+    block = (origins[a] // 16) @ np.array([16, 4, 1])
+    assert np.bincount(block, minlength=64).tolist() == [8] * 64
+    # a uniform draw of 512 would leave some block well off its share (checked on the same seeds)
+    rng = np.random.default_rng(0)
+    uniform = (origins[rng.choice(len(origins), 512, replace=False)] // 16) @ np.array([16, 4, 1])
+    assert np.bincount(uniform, minlength=64).max() > 8

@@ -32,3 +32,19 @@ def test_slurm_workers_give_the_local_ids(slurm, tmp_path):
     assert same_partition(b, segment(affs, 0.5))  # and both are the whole-volume segmentation
     logs = list(Path(on_slurm["work_dir"]).glob("logs/*-*.out"))  # one log per SLURM worker job
     assert len(logs) >= 3, logs  # at least one job per stage ran
+
+
+def test_slurm_workers_score_candidates_as_one_process(slurm, tmp_path):
+    from neuroadda.config import AdaptConfig
+    from neuroadda.workflows.select_samples import select_samples_for
+    from tests.conftest import labelled_volume, tiny_backbone
+
+    h5, bb = labelled_volume(tmp_path / "vol.h5", 0), tiny_backbone(tmp_path / "bb.pt", 0)
+    cfg = AdaptConfig.model_validate({"active": {"candidate_size": [8, 16, 16], "max_candidates": 10}})
+    one, _ = select_samples_for(h5, bb, cfg, 2, tmp_path / "one", proposals=False)
+    on_slurm, _ = select_samples_for(h5, bb, cfg, 2, tmp_path / "slurm", proposals=False, block_size=(24, 40, 24),
+                                     workers=2, cluster="slurm", sbatch_args=["--cpus-per-task=1", "--mem=1G",
+                                                                               "--time=10"])
+    np.testing.assert_allclose(on_slurm["scores"], one["scores"], rtol=1e-6)
+    assert [s["box"] for s in on_slurm["samples"]] == [s["box"] for s in one["samples"]]
+    assert list((tmp_path / "slurm.work").glob("logs/*-*.out"))  # the scores came from SLURM worker jobs

@@ -60,8 +60,12 @@ def table(rows: list[list], header: list[str]) -> str:
 
 def add_backbone_args(p) -> None:
     """The source-backbone options shared by ``select-source`` and ``adapt``."""
-    p.add_argument("--backbone", action="append", default=[], metavar="SOURCE=CKPT",
-                   help="checkpoint of a source's backbone (repeatable)")
+    p.add_argument("--backbone", action="append", default=[], metavar="SOURCE=MODEL",
+                   help="the model of a source: a checkpoint, a bioimage.io package (folder or zip) or a TorchScript "
+                        "file with its sidecar YAML (repeatable)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=MODEL",
+                   help="one more candidate that is no --sources entry, e.g. another lab's model (any kind --backbone "
+                        "takes; NAME is a label, or the dataset or path it was trained on; repeatable)")
     p.add_argument("--backbones", default=None, metavar="DIR",
                    help="folder with DIR/<source>/model.pt (as 'neuroadda pretrain --out DIR/<source>' writes)")
     p.add_argument("--pretrain-missing", action="store_true",
@@ -71,11 +75,19 @@ def add_backbone_args(p) -> None:
 
 
 def backbones_from_args(args, sources: list[str], out) -> dict:
-    """{source: checkpoint path} from --backbone/--backbones/--pretrain-missing/--pretrain-config."""
-    from neuroadda.workflows.backbones import backbones_for
+    """{candidate: model path} from --backbone/--backbones/--pretrain-missing/--pretrain-config, then --model;
+    every model is loaded once here (a bad one is a one-line error before any work)."""
+    from neuroadda.workflows.backbones import backbones_for, check_models, model_pairs
 
-    return backbones_for(sources, args.backbone, args.backbones, pretrain_missing=args.pretrain_missing,
-                         pretrain_config=args.pretrain_config, out=out, progress=not getattr(args, "quiet", False))
+    models = model_pairs(args.model, sources)
+    if not sources and not models:
+        from neuroadda.errors import InputError
+
+        raise InputError("no candidates: give --sources (with their backbones) or --model NAME=MODEL")
+    found = backbones_for(sources, args.backbone, args.backbones, pretrain_missing=args.pretrain_missing,
+                          pretrain_config=args.pretrain_config, out=out, progress=not getattr(args, "quiet", False)
+                          ) if sources else {}
+    return check_models({**found, **models})
 
 
 def add_logger_arg(p, default: str = "none") -> None:

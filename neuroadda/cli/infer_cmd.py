@@ -10,7 +10,8 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="predict affinities for a volume into zarr",
                        description="Sliding-window prediction with Gaussian blending, streamed block by block into "
                                    "a zarr array (3, z, y, x) so volumes larger than memory go through.")
-    p.add_argument("--checkpoint", required=True, help="backbone checkpoint (model.pt)")
+    p.add_argument("--checkpoint", required=True, help="model: a checkpoint (model.pt), a bioimage.io package (folder "
+                                                        "or zip) or a TorchScript file with its sidecar YAML")
     p.add_argument("--input", required=True, help="dataset name or PATH[:KEY] (default key: raw)")
     p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr (OME-Zarr with --block-size)")
     p.add_argument("--uint8", action="store_true", help="store probabilities as uint8 (x255) to save space")

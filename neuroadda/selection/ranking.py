@@ -26,15 +26,19 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
 
     Rows keep each estimator's per-source detail; with ``mmd2`` first they also carry ``mmd2``, ``ci_low``,
     ``ci_high``, ``p_value`` and ``target_self_mmd2`` (as earlier versions wrote)."""
+    from neuroadda.errors import InputError
     from neuroadda.selection.estimators import Context, estimate
 
     estimators = list(estimators or [DEFAULT_LABELLED_ESTIMATOR if labelled else DEFAULT_ESTIMATOR])
+    estimators, note = input_space_only(estimators, backbones)
     ctx = Context(target, dict(backbones), voxel_size=tuple(voxel_size) if voxel_size else None, n_patches=n_patches,
                   seed=seed, permutations=permutations, labelled=tuple(labelled), labels_kind=labels_kind,
                   pooling=pooling, space=space)
     results = {name: estimate(name, ctx, progress=progress) for name in estimators}
     compat = results.get("compat") or estimate("compat", ctx)
     primary = results[estimators[0]]
+    if not any(np.isfinite(v) for v in primary["scores"].values()):
+        raise InputError(f"{estimators[0]} could score none of the candidates")
     base = primary.get("ungated", primary["scores"])
     order = sorted(primary["scores"], key=lambda s: (not np.isfinite(primary["scores"][s]), primary["scores"][s]))
     rows = []
@@ -56,9 +60,31 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
            "cannot_distinguish": verdict is False, "noise": why, "estimators": results,
            "settings": {**primary.get("settings", {}), "estimators": estimators, "seed": seed,
                         "n_patches": n_patches, "permutations": permutations}}
+    if note:
+        rec["substituted"] = note
     if estimators[0] == "mmd2":
         rec["best_significantly_closer"] = bool(len(rows) > 1 and rows[0]["ci_high"] < rows[1]["ci_low"])
     return rec
+
+
+def input_space_only(estimators: list[str], backbones: dict[str, Path]) -> tuple[list[str], dict | None]:
+    """``consistency`` perturbs features inside our encoder; when any candidate's internals are unknown (an
+    imported model) EVERY candidate, ours too, is ranked by ``consistency-input`` instead, so the scores stay
+    comparable. Returns (the estimators to run, None or {"from", "to", "why", "imported"})."""
+    from neuroadda.models.checkpoint import load_backbone
+
+    wants = [n for n in estimators if n.removeprefix("compat+") == "consistency"]
+    if not wants:
+        return estimators, None
+    opaque = [s for s, p in backbones.items() if load_backbone(p).net.dropout_layer is None]
+    if not opaque:
+        return estimators, None
+    swap = {n: n + "-input" for n in wants}
+    return [swap.get(n, n) for n in estimators], {
+        "from": wants, "to": [swap[n] for n in wants], "imported": opaque,
+        "why": f"{', '.join(opaque)} {'is an imported model' if len(opaque) == 1 else 'are imported models'} whose "
+               "internals NeuroADDA cannot perturb, so every candidate, ours too, is ranked with input-space "
+               "perturbations only (consistency-input) and the scores stay comparable"}
 
 
 def distinguishable(estimator: str, rows: list[dict]) -> tuple[bool | None, str]:
@@ -66,6 +92,8 @@ def distinguishable(estimator: str, rows: list[dict]) -> tuple[bool | None, str]
     if len(rows) < 2:
         return True, "one source"
     a, b = rows[0], rows[1]
+    if "skipped" in b:
+        return None, f"the runner-up was not scored ({b['skipped']})"
     if estimator.removeprefix("compat+") in ("mmd2", "mmd2-common"):
         floor_a = a.get("target_self_mmd2", 1.0)
         floor_b = b.get("target_self_mmd2", 1.0)

@@ -21,19 +21,20 @@ def mmd2_estimator(ctx, progress: bool = False) -> dict:
                                                                 space=ctx.space),
                        permutations=ctx.permutations, progress=progress)
     return {"scores": {r["source"]: r["mmd2"] for r in sel["ranking"]},
-            "detail": {r["source"]: {k: r[k] for k in ("ci_low", "ci_high", "p_value", "target_self_mmd2")}
+            "detail": {r["source"]: {k: r[k] for k in ("ci_low", "ci_high", "p_value", "target_self_mmd2", "skipped",
+                                                       "flags") if k in r}
                        for r in sel["ranking"]},
             "settings": sel["settings"]}
 
 
 def mmd2_common_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.data.volume import open_volume
-    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.selection.embed import standardize
+    from neuroadda.selection.estimators.prediction import skipped
     from neuroadda.selection.mmd import median_bandwidth, mmd2
-    from neuroadda.selection.select import EmbedSettings, embed_volume, fitting_patch, split_by_position
+    from neuroadda.selection.select import EmbedSettings, embed_volume, embeddable, fitting_patch, split_by_position
 
-    nets = {s: load_backbone(p) for s, p in ctx.backbones.items()}
+    nets, left_out = embeddable(ctx.backbones)
     tvol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
     vs = tvol.voxel_size
     svols = {s: open_volume(s, labels_key=None, resample_to=vs) for s in nets}
@@ -55,8 +56,10 @@ def mmd2_common_estimator(ctx, progress: bool = False) -> dict:
         per_encoder[enc] = {"mmd2": row, "target_self_mmd2": float(floor), "bandwidth": float(bw)}
         for s, v in row.items():
             ratios[s].append(v / max(float(floor), 1e-12))
-    return {"scores": {s: float(np.mean(r)) for s, r in ratios.items()},
-            "detail": {s: {"ratio_per_encoder": dict(zip(nets, r))} for s, r in ratios.items()},
+    detail = {s: {"ratio_per_encoder": dict(zip(nets, r))} for s, r in ratios.items()}
+    detail.update({s: skipped("mmd2-common", why) for s, why in left_out.items()})
+    return {"scores": {s: float(np.mean(ratios[s])) if s in ratios else float("nan") for s in ctx.backbones},
+            "detail": detail,
             "per_encoder": per_encoder,
             "settings": {"n_patches": ctx.n_patches, "seed": ctx.seed, "patch_size": list(patch),
                          "voxel_size_nm": list(vs), "pooling": "mean", "space": "joint standardisation per encoder",

@@ -26,14 +26,14 @@ def run(args) -> int:
     import sys
 
     from neuroadda.errors import InputError
-    from neuroadda.workflows.export import export_package, test_package
+    from neuroadda.workflows.export import check_package, export_package
 
     paths = export_package(args.checkpoint, args.out, zip_too=args.zip, sample=args.sample, name=args.name,
                            authors=args.author or ["NeuroADDA"], license=args.license,
                            echo=lambda m, **k: print(m, file=sys.stderr, flush=True))
     print(f"wrote {', '.join(str(p) for p in paths)} (bioimage.io model package, format 0.5)")
     if args.test:
-        passed, why = test_package(paths[0])
+        passed, why = check_package(paths[0])
         if not passed:
             raise InputError(f"{paths[0]}: bioimageio.core's test failed: {why}")
         print(f"bioimageio.core's test passed on {paths[0]}")

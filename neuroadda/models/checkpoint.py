@@ -153,6 +153,7 @@ def model_kind(path: Path) -> str:
     """"package" (bioimage.io), "torchscript" or "checkpoint", from the file's layout (nothing is executed)."""
     import zipfile
 
+    path = Path(path)
     if path.is_dir():
         if any((path / n).is_file() for n in PACKAGE_YAMLS):
             return "package"

@@ -101,7 +101,8 @@ class ImportedNet(nn.Module):
         return y[:, list(self.adapter.channels)]
 
     def fresh(self) -> ImportedNet:
-        """The same architecture with fresh weights (PyTorch's default rule, drawn from torch's global RNG): a
+        """The same architecture with fresh weights, in training mode (PyTorch's default rule, drawn from torch's
+        global RNG): a
         weight of 2+ dims kaiming-uniform (a = sqrt 5) and its layer's bias U(+-1/sqrt(fan_in)), as nn.Conv3d
         and nn.Linear do; other 1-D weights 1 and biases 0 (norm layers); running means 0 and variances 1."""
         net = ImportedNet.from_archive(self.archive, self.adapter)
@@ -122,7 +123,7 @@ class ImportedNet(nn.Module):
                 for name, buf in module.named_buffers(recurse=False):
                     if name in ("running_mean", "running_var"):
                         buf.fill_(1.0 if name == "running_var" else 0.0)
-        return net
+        return net.train()  # as a newly built module is (a loaded archive keeps the mode it was saved in)
 
     def missing_features(self, which: str) -> str | None:
         """Why ``which`` ("embedding" or "feature") features are unavailable, or None when the sidecar names them."""

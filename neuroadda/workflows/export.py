@@ -79,7 +79,7 @@ def export_package(checkpoint: str | Path, out: str | Path, *, zip_too: bool = F
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_package(path: str | Path) -> tuple[bool, str]:
+def check_package(path: str | Path) -> tuple[bool, str]:
     """Run bioimageio.core's own test (the test tensors reproduced by every weight format, at several sizes) on
     ``path``; (passed, one line per failed check)."""
     from bioimageio.core import test_model

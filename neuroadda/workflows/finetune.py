@@ -120,6 +120,8 @@ def finetune_from_samples(target: str, samples: str | Path, backbone: str, cfg: 
     from neuroadda.active.samples import check_target, load_samples
     from neuroadda.data.volume import open_volume
 
+    if backbone != "scratch":
+        load_backbone(backbone)  # a bad model is the first thing said, before samples or labels are read
     rec = load_samples(samples)
     vol = open_volume(target, labels_key="labels" if labels_dir is None else None, label_zero=label_zero)
     check_target(rec, vol, str(samples))

@@ -35,6 +35,9 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
                                         holdout_axis=cfg.holdout_axis)
     except ValueError as e:
         raise InputError(f"{vol.name}: {e} (set active.candidate_size smaller)") from None
+    why = net.missing_features("embedding") if cfg.strategy in NEEDS_EMBEDDINGS else None
+    if why is not None:
+        raise InputError(f"strategy {cfg.strategy} compares candidates by encoder features, and the model is {why}")
     excluded = {tuple(map(tuple, box_to_json(b))) for b in exclude}
     avail = [i for i, c in enumerate(cands) if tuple(map(tuple, box_to_json(c))) not in excluded]
     if n < 1 or n > len(avail):

@@ -114,8 +114,8 @@ class Backbone(NamedTuple):
 
     @property
     def origin(self) -> str:
-        """Where the model came from: "neuroadda" (trained here), "torchscript" or "bioimage.io" (imported;
-        a checkpoint fine-tuned from one keeps it in ``imported_from``)."""
+        """Where the model came from: "neuroadda" (trained or fine-tuned here; a checkpoint fine-tuned from an
+        imported model names its file in ``imported_from``), "torchscript" or "bioimage.io" (imported as such)."""
         return self.meta.get("origin", "neuroadda")
 
     @property

@@ -4,6 +4,7 @@ with bioimageio.spec's own API (as another lab would)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,8 @@ def save_package(net: PlainUNet, path: Path, work: Path, *, channel: str = "boun
     from bioimageio.spec.model import v0_5 as m
 
     work.mkdir(parents=True, exist_ok=True)
-    logit_net = PlainUNet(logits=True)
-    logit_net.load_state_dict(net.state_dict())
-    logit_net.eval()
+    logit_net = copy.deepcopy(net).eval()
+    logit_net.logits = True
     torch.jit.script(logit_net).save(str(work / "weights.pt"))
     raw, _ = synthetic_pair(seed=1, shape=(8, 16, 16))
     x = raw.astype(np.float32)[None, None]

@@ -6,7 +6,10 @@ held-out slab z 150-250, 4 samples of 16x96x96 picked by median uncertainty, ora
 steps), for each seed the package picks the samples and the same samples fine-tune two arms: from the package
 and from the native checkpoint. Every arm and the zero-shot package are scored on the held-out slab (VI, bits).
 
-    nice -n 15 python bench/imported_finetune.py [--seeds 5] [--out runs/bench_imported]
+    nice -n 15 python bench/imported_finetune.py [--seeds 5] [--out runs/bench_imported] [--arm NAME=MODEL ...]
+
+``--arm`` adds a model fine-tuned on the same samples (and scored zero-shot), e.g. the plain-PyTorch boundary
+UNet of ``bench/plain_boundary.py`` (TorchScript + sidecar): a model NeuroADDA did not write.
 
 Writes ``docs/results/imported/finetune_neuroproof.json`` (every per-seed VI, split and merge, timings) and prints
 the table. Resumable: a step whose file exists is skipped.
@@ -54,6 +57,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_imported"))
+    ap.add_argument("--arm", action="append", default=[], metavar="NAME=MODEL", help="another model to fine-tune")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -61,7 +65,8 @@ def main() -> int:
     ac = cfg.adapt.model_copy(update={"finetune": cfg.adapt.finetune.model_copy(update={"logger": "none"})})
     native = REPO / "datasets" / "backbones" / "gala-train.pt"
     pkg = out / "gala-train.bioimageio.zip"
-    steps = Steps(2 + 1 + args.seeds * 5)
+    arms = {"package": pkg, "native": native, **{a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in args.arm}}
+    steps = Steps(1 + len(arms) + args.seeds * (1 + 2 * len(arms)))
     steps.run("export the demo's gala-train backbone as a bioimage.io package", pkg,
               lambda: export_package(native, out / "gala-train.bioimageio", zip_too=True))
     vol = open_volume(cfg.target)
@@ -69,53 +74,53 @@ def main() -> int:
                                 holdout_axis=ac.active.holdout_axis)
     held = HeldOut.read(vol, holdout)
     bb = load_backbone(pkg)
-    norm = bb.normalizer_for(vol.raw)
-    zs = {name: out / f"zero_shot_{name}.json" for name in ("package", "native")}
-    steps.run("zero-shot package on the held-out slab", zs["package"],
-              lambda: evaluate_heldout(pkg, held, norm, zs["package"]))
-    steps.run("zero-shot native on the held-out slab", zs["native"],
-              lambda: evaluate_heldout(native, held, norm, zs["native"]))
+    norms = {arm: load_backbone(m).normalizer_for(vol.raw) for arm, m in arms.items()}
+    zs = {arm: out / f"zero_shot_{arm}.json" for arm in arms}
+    for arm, model in arms.items():
+        steps.run(f"zero-shot {arm} on the held-out slab", zs[arm],
+                  partial(evaluate_heldout, model, held, norms[arm], zs[arm]))
     seeds = list(range(args.seeds))
     for seed in seeds:
         d = out / f"seed{seed}"
         steps.run(f"seed {seed}: {cfg.n} samples picked by the package", d / "samples.json",
-                  lambda d=d, seed=seed: write_samples(select_samples(vol, bb.net, norm, ac.active, cfg.n, seed=seed),
-                                                       d, vol, export=False))
+                  lambda d=d, seed=seed: write_samples(select_samples(vol, bb.net, norms["package"], ac.active, cfg.n,
+                                                                      seed=seed), d, vol, export=False))
         rec = load_samples(d / "samples.json")
         labels = sample_labels(vol, rec["boxes"], [s["name"] for s in rec["samples"]])
-        for arm, init in (("package", pkg), ("native", native)):
+        for arm, init in arms.items():
             a = d / arm
             steps.run(f"seed {seed}: fine-tune from the {arm} ({ac.finetune.max_steps} steps)", a / "model.pt",
-                      partial(finetune, vol, rec["boxes"], labels, init, ac, a, seed=seed, normalizer=norm,
+                      partial(finetune, vol, rec["boxes"], labels, init, ac, a, seed=seed, normalizer=norms[arm],
                               progress=False))
             steps.run(f"seed {seed}: evaluate the {arm} arm", a / "eval.json",
-                      partial(evaluate_heldout, a / "model.pt", held, norm, a / "eval.json"))
-    evals = {arm: [json.loads((out / f"seed{s}" / arm / "eval.json").read_text()) for s in seeds]
-             for arm in ("package", "native")}
-    zero = {k: json.loads(p.read_text()) for k, p in zs.items()}
+                      partial(evaluate_heldout, a / "model.pt", held, norms[arm], a / "eval.json"))
+    evals = {arm: [json.loads((out / f"seed{s}" / arm / "eval.json").read_text()) for s in seeds] for arm in arms}
+    zero = {arm: json.loads(p.read_text()) for arm, p in zs.items()}
     vi = {arm: [e["vi"] for e in evals[arm]] for arm in evals}
     result = {
-        "what": "fine-tuning an imported bioimage.io package (the demo's gala-train backbone exported) on neuroproof "
-                "vs its zero-shot VI, and vs fine-tuning the native checkpoint on the same samples",
+        "what": "fine-tuning imported models on neuroproof vs their zero-shot VI: the demo's gala-train backbone "
+                "exported as a bioimage.io package (and, beside it, the native checkpoint on the same samples)",
         "target": cfg.target, "held_out": [[s.start, s.stop] for s in holdout], "n": cfg.n,
-        "steps": ac.finetune.max_steps, "strategy": ac.active.strategy, "seeds": seeds,
+        "steps": ac.finetune.max_steps, "strategy": ac.active.strategy, "samples_picked_by": "package",
+        "seeds": seeds, "models": {arm: str(m) for arm, m in arms.items()},
         "zero_shot": {k: {m: v[m] for m in ("vi", "vi_split", "vi_merge", "threshold")} for k, v in zero.items()},
         "arms": {arm: {**{m: [e[m] for e in evals[arm]] for m in ("vi", "vi_split", "vi_merge", "threshold")},
                        "mean_sd": mean_sd(vi[arm])} for arm in evals},
-        "finetuned_package_minus_zero_shot_package": paired(vi["package"], [zero["package"]["vi"]] * len(seeds)),
+        "finetuned_minus_zero_shot": {arm: paired(vi[arm], [zero[arm]["vi"]] * len(seeds)) for arm in arms},
         "finetuned_package_minus_finetuned_native": paired(vi["package"], vi["native"]),
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "note": "2-core VM shared with a long background job, "
                                                                 "nice -n 15"},
         "code_version": code_version(), "seconds": steps.seconds, "date": time.strftime("%Y-%m-%d")}
     write_json(RESULT, result)
-    print(f"zero-shot package VI {zero['package']['vi']:.3f} (native {zero['native']['vi']:.3f})")
-    for arm in evals:
+    for arm in arms:
         m, sd = mean_sd(vi[arm])
-        print(f"fine-tuned from the {arm}: {m:.3f} ± {sd:.3f} ({', '.join(f'{v:.3f}' for v in vi[arm])})")
-    for key in ("finetuned_package_minus_zero_shot_package", "finetuned_package_minus_finetuned_native"):
-        r = result[key]
-        print(f"{key}: {r['mean']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}], Wilcoxon p {r['wilcoxon_p']:.3f}")
+        r = result["finetuned_minus_zero_shot"][arm]
+        print(f"{arm}: zero-shot {zero[arm]['vi']:.3f}; fine-tuned {m:.3f} ± {sd:.3f} "
+              f"({', '.join(f'{v:.3f}' for v in vi[arm])}); minus zero-shot {r['mean']:+.3f} "
+              f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}], Wilcoxon p {r['wilcoxon_p']:.3f}")
+    r = result["finetuned_package_minus_finetuned_native"]
+    print(f"package - native, fine-tuned: {r['mean']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]")
     print(f"wrote {RESULT}")
     return 0
 

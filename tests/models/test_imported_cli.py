@@ -158,3 +158,41 @@ def test_bad_models_end_in_one_line_and_exit_2_before_any_work(foreign, tmp_path
         assert code == 2 and len(lines) == 1 and "Traceback" not in err, (argv[0], err)
         assert fragment in lines[0], (argv[0], lines[0])
     assert not any(p.exists() for p in (tmp_path / "o.zarr", tmp_path / "sel", tmp_path / "ft", tmp_path / "pkg"))
+
+
+def test_backbone_folders_find_every_kind(foreign, tmp_path):
+    import shutil
+
+    from neuroadda.config import TransferStudyConfig
+    from neuroadda.selection.select import resolve_backbones
+    from neuroadda.workflows.study import backbone_path
+
+    shutil.copy(foreign.pkg, tmp_path / "zoo.zip")
+    shutil.copy(foreign.ts, tmp_path / "lab.pt")
+    shutil.copy(foreign.ts.with_suffix(".yaml"), tmp_path / "lab.yaml")
+    with zipfile.ZipFile(foreign.pkg) as z:
+        z.extractall(tmp_path / "unzipped")
+    (tmp_path / "ours").mkdir()
+    shutil.copy(foreign.native, tmp_path / "ours" / "model.pt")
+    found = resolve_backbones(["zoo", "lab", "unzipped", "ours", "none"], [], tmp_path)
+    assert found == {"zoo": tmp_path / "zoo.zip", "lab": tmp_path / "lab.pt", "unzipped": tmp_path / "unzipped" /
+                     "rdf.yaml", "ours": tmp_path / "ours" / "model.pt", "none": None}
+    assert {type(load_backbone(p).net).__name__ for p in found.values() if p} == {"ImportedNet", "AffinityUNet"}
+    cfg = TransferStudyConfig(targets=[{"name": "t"}], sources=["zoo", "none"], backbones=str(tmp_path))
+    assert backbone_path(cfg, "zoo") == tmp_path / "zoo.zip"  # a study takes a package as a source's backbone
+    assert backbone_path(cfg, "none") == tmp_path / "none" / "model.pt"  # where pretraining would write it
+
+
+@pytest.mark.integration  # the method end to end (two fine-tunes, held-out evaluation): ~10-20 s
+def test_adapt_with_only_an_imported_model(foreign, tmp_path, capsys):
+    cfg = tmp_path / "adapt.yaml"
+    cfg.write_text(ADAPT_CONFIG.replace("estimator: mmd2", "estimator: consistency"))
+    code, out, err = _run(capsys, "adapt", "--target", foreign.target, "--model", f"lab-pkg={foreign.pkg}",
+                          "--n", 1, "--seeds", 1, "--config", cfg, "--out", tmp_path / "adapt", "--quiet")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "adapt" / "report.json").read_text())
+    sel = json.loads((tmp_path / "adapt" / "select" / "selection.json").read_text())
+    assert rep["source"] == "lab-pkg" and sel["estimator"] == "consistency-input"
+    assert set(rep["arms"]) == {"finetuned", "scratch"} and all(np.isfinite(a["vi"][0]) for a in rep["arms"].values())
+    scratch = load_backbone(tmp_path / "adapt" / "seed0" / "round1" / "scratch" / "model.pt")
+    assert isinstance(scratch.net, ImportedNet) and scratch.meta["kind"] == "scratch"  # fresh weights, same network

@@ -37,7 +37,6 @@ def variants(sources, backbones):
         ("raw features (no standardization)", replace(base, space="none"), own),
         ("no intensity normalization", replace(base, normalization="none"), own),
         ("robust percentile normalization", replace(base, normalization="percentile"), own),
-        ("each backbone's training voxel size", replace(base, voxel_size="backbone"), own),
         ("coarsest common voxel (50,10,10), patch 8x96x96",
          replace(base, voxel_size=(50.0, 10.0, 10.0), patch_size=(8, 96, 96)), own),
         ("coarsest common voxel, patch 8x96x96, mean+std all levels",

@@ -240,6 +240,30 @@ class StudyTarget(_Strict):
     holdout_fraction: float | None = Field(None, ge=0.05, lt=0.9, description="default adapt.active's")
 
 
+class ActiveLearningConfig(_Strict):
+    """The active-learning factor of the transfer study: for every target, the source its ``source_estimator``
+    picks, fine-tuned on the samples each strategy picks at each budget (scratch on the random picks at every
+    budget), and the fully supervised ceiling."""
+
+    strategies: list[str] = Field(["random", "median-uncertainty", "max-uncertainty", "k-center"], min_length=2)
+    budgets: list[PositiveInt] = Field([1, 2, 4, 8], min_length=1, description="annotated samples n")
+    seeds: int = Field(5, ge=2, description="seeds 0 .. seeds - 1 (the transfer study's first seeds: its random "
+                                            "samples and scratch arms are shared)")
+    source_estimator: str = Field("consistency", description="each target's source: this estimator's pick among "
+                                                             "the study's sources (the default selector)")
+    ceiling_seeds: int = Field(3, ge=0, description="fully supervised runs per target (0 = none)")
+    ceiling_steps: int | None = Field(None, ge=1, description="training steps of the ceiling (default: the "
+                                                              "target's pretrain config)")
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, v):
+        v = [check_strategy(name) for name in v]
+        if "random" not in v:
+            raise ValueError("strategies must include 'random': every strategy is judged against it")
+        return v
+
+
 class TransferStudyConfig(_Strict):
     """``configs/transfer_study.yaml``: fine-tune every source (and scratch) on every target on one shared sample
     set per (target, n, seed); the realised held-out VI is the truth every source-selection estimator is judged by."""
@@ -263,6 +287,8 @@ class TransferStudyConfig(_Strict):
     adapt_config: str | None = Field(None, description="fine-tuning schedule etc. (default configs/adapt.yaml)")
     finetune_steps: int | None = Field(None, ge=1, description="override adapt finetune.max_steps")
     estimators: list[str] = Field(["mmd2"], description="source-selection estimators scored for every target")
+    active_learning: ActiveLearningConfig | None = Field(None, description="the strategies x budgets factor "
+                                                                           "(docs/results/active_learning)")
     out: str = "runs/study"
     resources: ResourcesConfig = ResourcesConfig()
 
@@ -280,6 +306,11 @@ class TransferStudyConfig(_Strict):
         for t in names:
             if not [s for s in self.sources if s != t and s not in self.exclude.get(t, [])]:
                 raise ValueError(f"target '{t}' has no source left to transfer from")
+        al = self.active_learning
+        if al is not None and al.seeds > self.seeds:
+            raise ValueError(f"active_learning.seeds ({al.seeds}) must not exceed seeds ({self.seeds})")
+        if al is not None and al.source_estimator not in self.estimators:
+            raise ValueError(f"active_learning.source_estimator '{al.source_estimator}' is not one of estimators")
         return self
 
 

@@ -66,6 +66,22 @@ select_source:
 """
 
 
+PRETRAIN_CONFIG = """  # a tiny pretrain.yaml: 3 steps of a 4-8-16 UNet on 8x16x16 patches
+model:
+  channels: [4, 8, 16]
+data:
+  patch_size: [8, 16, 16]
+train:
+  max_steps: 3
+  batch_size: 1
+  val_every_n_steps: 10
+  val_patches: 1
+  thresholds: [0.3, 0.7]
+  logger: none
+  checkpoint_every: 0
+"""
+
+
 def labelled_volume(path, seed, dark=False) -> str:
     """A 24x40x48 HDF5 file (raw, labels, 10 nm) of blob labels; ``dark`` inverts the raw contrast."""
     lab = blob_labels((24, 40, 48), cell=6, seed=seed)

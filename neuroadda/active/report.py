@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,7 @@ def plot_heldout(raw: np.ndarray, gt: np.ndarray, segs: dict, path: str | Path, 
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 3.1), layout="constrained")
     for ax, (name, img, vi) in zip(np.atleast_1d(axes), panels):
         ax.imshow(img, cmap="gray") if name == "raw" else ax.imshow(label_colors(img))
+        name = textwrap.fill(name, 22, break_long_words=True)  # a panel is 2.2 inches wide
         ax.set_title(name if vi is None else f"{name}\nVI {vi:.2f} bits", fontsize=10)
         ax.axis("off")
     if title:

@@ -16,7 +16,7 @@ from neuroadda.active.strategies import NEEDS_EMBEDDINGS, select
 from neuroadda.active.uncertainty import embed_candidates, score_candidates
 from neuroadda.config import ActiveConfig
 from neuroadda.data.regions import Box, box_from_json, box_to_json
-from neuroadda.data.volume import LabelledVolume
+from neuroadda.data.volume import LabelledVolume, model_view
 from neuroadda.errors import InputError
 from neuroadda.report import save_figure, write_json
 
@@ -24,10 +24,12 @@ FORMAT = "neuroadda-samples-v1"
 
 
 def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: int, *, seed: int = 0,
-                   exclude: list[Box] = (), progress: bool = False, start: int = 0) -> dict:
+                   exclude: list[Box] = (), progress: bool = False, start: int = 0, model_voxel_size=None) -> dict:
     """Score every candidate of ``vol`` by ``cfg.uncertainty`` under ``net`` and pick ``n`` with ``cfg.strategy``.
 
     ``exclude``: boxes picked in earlier rounds (never picked again). Samples are named sample_{start + k:02d}.
+    Candidates tile ``vol``'s own grid; ``net`` (trained at ``model_voxel_size``, None = vol's grid) sees each
+    where the two grids meet (:mod:`neuroadda.data.grid`).
     Returns the samples record (see ``samples.json``): target, voxel size, candidate size, holdout, strategy,
     seed, every candidate's score, and per pick its name, box, offset (voxels, nm), score and score rank."""
     try:
@@ -43,9 +45,10 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
     if n < 1 or n > len(avail):
         raise InputError(f"cannot select {n} samples: the pool of {cfg.candidate_size} candidates has {len(avail)} "
                          f"left (target {vol.shape}, holdout fraction {cfg.holdout_fraction})")
-    scores = score_candidates(net, vol.raw, cands, normalizer, method=cfg.uncertainty, tta=cfg.tta,
+    raw = model_view(vol, model_voxel_size)
+    scores = score_candidates(net, raw, cands, normalizer, method=cfg.uncertainty, tta=cfg.tta,
                               mc_samples=cfg.mc_samples, progress=progress)
-    emb = embed_candidates(net, vol.raw, cands, normalizer)[avail] if cfg.strategy in NEEDS_EMBEDDINGS else None
+    emb = embed_candidates(net, raw, cands, normalizer)[avail] if cfg.strategy in NEEDS_EMBEDDINGS else None
     picks = [avail[i] for i in select(cfg.strategy, scores[avail], n, embeddings=emb, seed=seed)]
     order = np.argsort(np.argsort(scores[avail]))  # rank 0 = least uncertain among the available
     vs = np.asarray(vol.voxel_size)
@@ -59,6 +62,7 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
     return {"format": FORMAT, "target": vol.name, "voxel_size_nm": list(vol.voxel_size), "shape": list(vol.shape),
             "candidate_size": list(cfg.candidate_size), "holdout": box_to_json(holdout), "strategy": cfg.strategy,
             "uncertainty": cfg.uncertainty, "seed": int(seed), "n": int(n),
+            "scored_at_nm": list(getattr(raw, "voxel_size", vol.voxel_size)),
             "median_score": float(np.median(scores[avail])),
             "candidates": [box_to_json(c) for c in cands], "scores": [float(s) for s in scores], "samples": samples}
 

@@ -34,16 +34,19 @@ def _raw(vol):
 
 
 def _padded_inputs(vol_raw, boxes, normalizer, stride) -> tuple[torch.Tensor, tuple[int, int, int]]:
-    """Read, normalize and reflect-pad a batch of equally shaped boxes -> ((B, 1, z, y, x), unpadded shape)."""
+    """Read, normalize and reflect-pad a batch of equally shaped boxes -> ((B, 1, z, y, x), unpadded shape).
+
+    ``vol_raw.read`` may return another shape than the box's (a :class:`neuroadda.data.volume.GridView`)."""
     arrs = []
+    shape = None
     for box in boxes:
         a = np.asarray(normalizer(vol_raw.read(box)), dtype=np.float32)
+        shape = shape or a.shape
         pad = [(0, (-n) % s) for n, s in zip(a.shape, stride)]
         if any(p for _, p in pad):
             mode = "reflect" if min(a.shape) > 1 else "edge"  # numpy's reflect needs >= 2 voxels per axis
             a = np.pad(a, pad, mode=mode)
         arrs.append(a)
-    shape = box_shape(boxes[0])
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrs)[:, None])), shape
 
 

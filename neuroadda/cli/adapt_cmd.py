@@ -60,10 +60,10 @@ def register(sub) -> None:
     f.set_defaults(func=run_finetune)
 
     a = sub.add_parser("adapt", help="the method end to end: select-source, select-samples, fine-tune vs scratch, VI",
-                       description="For each seed: rank sources by MMD², pick n samples with the best source's "
-                                   "backbone, fine-tune from it and from scratch on the same samples (labels from the "
-                                   "target's ground truth), segment and score the held-out region. Writes "
-                                   "OUT/report.{json,md,png}. Killed runs resume with the same command.")
+                       description="For each seed: rank sources (default estimator), pick n samples with the best "
+                                   "source's backbone, fine-tune from it and from scratch on the same samples "
+                                   "(labels from the target's ground truth), segment and score the held-out region. "
+                                   "Writes OUT/report.{json,md,png}. Killed runs resume with the same command.")
     a.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] with labels")
     a.add_argument("--sources", nargs="*", default=[], help="candidate source dataset names or PATH[:KEY] (their "
                                                             "models: --backbone/--backbones; others: --model)")

@@ -10,8 +10,9 @@ from neuroadda.cli.common import table
 
 def register(sub) -> None:
     d = sub.add_parser("demo", help="run the whole method on the bundled real EM crops (minutes, CPU)",
-                       description="Select the source backbone for the bundled neuroproof target by MMD², pick 4 "
-                                   "samples by median uncertainty, fine-tune from the chosen backbone and from "
+                       description="Rank the source backbones for the bundled neuroproof target (default "
+                                   "estimator), pick 4 samples by median uncertainty, fine-tune from the chosen "
+                                   "backbone and from "
                                    "scratch on them, segment and score the held-out region by VI. Uses the small "
                                    "backbones shipped in datasets/backbones (--retrain rebuilds them). Writes "
                                    "figures and demo.json to --out.")

@@ -55,8 +55,8 @@ def run_task(args) -> int:
         from neuroadda.workflows.study_submit import run_task as run_study_task
 
         return run_study_task(data, args.index)
-    from neuroadda.cluster.grid import PretrainTask, Task
     from neuroadda.config import ExperimentConfig
+    from neuroadda.workflows.grid import PretrainTask, Task
 
     if not 0 <= args.index < len(data["tasks"]):
         raise InputError(f"--tasks {args.tasks}: no task {args.index} (it has {len(data['tasks'])})")
@@ -64,19 +64,23 @@ def run_task(args) -> int:
     kind = Task if "target" in raw else PretrainTask
     task = kind(**{k: raw[k] for k in kind.__dataclass_fields__})
     print(f"task {args.index}: {task.label} -> {task.out}", flush=True)
-    result = task.run(ExperimentConfig.model_validate(data["config"]))
+    _run_and_print(task, ExperimentConfig.model_validate(data["config"]))
+    return 0
+
+
+def _run_and_print(task, cfg) -> None:
+    """Run one grid task in this process and print its adapt report (or the pretrained checkpoint's path)."""
+    result = task.run(cfg)
     if isinstance(result, dict):  # an adapt report
         from neuroadda.active.report import markdown
 
         print(markdown(result))
     else:
         print(f"wrote {result}")
-    return 0
 
 
 def run_experiment(args) -> int:
-    from neuroadda.cli.main import main
-    from neuroadda.cluster.grid import aggregate, pretrain_tasks, tasks, validate
+    from neuroadda.workflows.grid import aggregate, pretrain_tasks, tasks, validate
 
     cfg = _load(args)
     if not args.aggregate_only:
@@ -84,9 +88,7 @@ def run_experiment(args) -> int:
         for stage, todo in (("pretrain", pretrain_tasks(cfg)), ("task", tasks(cfg))):
             for i, t in enumerate(todo, 1):
                 print(f"== {stage} {i}/{len(todo)}: {t.label}", flush=True)
-                rc = main(t.argv(cfg))
-                if rc:
-                    return rc
+                _run_and_print(t, cfg)
     res = aggregate(cfg)
     print(open(f"{cfg.out}/results.md").read(), end="")
     print(f"wrote {cfg.out}/results.json, results.md and vi_vs_n.png"
@@ -95,7 +97,7 @@ def run_experiment(args) -> int:
 
 
 def run_submit(args) -> int:
-    from neuroadda.cluster.slurm import submit
+    from neuroadda.workflows.experiment_submit import submit
 
     res = submit(_load(args), args.config, dry_run=args.dry_run)
     if res["pretrain"]:

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = Parser(
         prog="neuroadda",
-        description="Active discriminative domain adaptation for connectomics: pick a source backbone by MMD, "
+        description="Active discriminative domain adaptation for connectomics: pick a source backbone, "
                     "annotate a few samples, fine-tune a 3D affinity UNet, segment with waterz, score by VI.")
     parser.add_argument("--version", action="version", version=f"neuroadda {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -45,43 +45,13 @@ def register(sub) -> None:
     p.add_argument("--space", default=None, type=space_arg,
                    help="mmd2: per-backbone normalization: standardize | pca:K | none (default: standardize)")
     p.add_argument("--voxel-size", nargs=3, type=positive_float, default=None, metavar=("Z", "Y", "X"),
-                   help="common voxel size in nm for all volumes (default: the target's)")
+                   help="the target's voxel size in nm where its card or file does not give it; each backbone "
+                        "then sees the target where the two meet (in-plane at the backbone's pixel size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/select", help="output folder (default: %(default)s)")
     add_logger_arg(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
-
-
-def _labelled(args, target_vs):
-    """((raw, gt), ...) of the annotated samples in the --labels folder, and the target's labels kind."""
-    from neuroadda.active.annotations import sample_labels
-    from neuroadda.active.samples import check_target, load_samples
-    from neuroadda.data.volume import open_volume
-
-    rec = load_samples(Path(args.labels))
-    annotate = Path(args.labels) / "annotate"
-    has_files = _annotated(annotate)
-    vol = open_volume(args.target, labels_key=None if has_files else "labels", resample_to=target_vs)
-    check_target(rec, vol, str(args.labels))
-    labels = sample_labels(vol, rec["boxes"], [s["name"] for s in rec["samples"]],
-                           labels_dir=annotate if has_files else None)
-    return tuple((vol.raw.read(b), lab) for b, lab in zip(rec["boxes"], labels)), vol.labels_kind
-
-
-def _annotated(folder: Path) -> bool:
-    """Whether annotators returned labels in ``folder`` (sample_XX_labels.tif, or a 'labels' dataset in an .h5)."""
-    import h5py
-
-    if not folder.is_dir():
-        return False
-    if any(folder.glob("*_labels.tif")):
-        return True
-    for p in folder.glob("*.h5"):
-        with h5py.File(p, "r") as f:
-            if "labels" in f:
-                return True
-    return False
 
 
 def run(args) -> int:
@@ -91,6 +61,7 @@ def run(args) -> int:
     from neuroadda.selection.estimators import known
     from neuroadda.selection.ranking import rank, verdict_line, write_ranking
     from neuroadda.selection.select import safe_name
+    from neuroadda.workflows.select_samples import annotated_samples
 
     sc = load_config(args.config, AdaptConfig, overrides={
         f"select_source.{k}": getattr(args, k) for k in ("estimator", "patches", "permutations", "pooling", "space")
@@ -104,10 +75,12 @@ def run(args) -> int:
     from neuroadda.workflows.backbones import check_specs
 
     check_specs({"--target": [args.target], "--sources": args.sources})  # before any work, whatever the estimator
-    vs = tuple(args.voxel_size) if args.voxel_size else None
-    labelled, kind = _labelled(args, vs) if args.labels else ((), "3d_instance")
+    stored = tuple(args.voxel_size) if args.voxel_size else None
+    labelled, kind, grid = annotated_samples(args.target, args.labels, stored) if args.labels \
+        else ((), "3d_instance", None)
     backbones = backbones_from_args(args, args.sources, args.out)
-    rec = rank(args.target, backbones, names, voxel_size=vs, n_patches=sc.patches, seed=args.seed,
+    rec = rank(args.target, backbones, names, voxel_size=grid, stored_voxel_size=stored, n_patches=sc.patches,
+               seed=args.seed,
                permutations=sc.permutations, labelled=labelled, labels_kind=kind, pooling=sc.pooling,
                space=sc.space, progress=not args.quiet)
     path = write_ranking(rec, args.out)

@@ -68,4 +68,14 @@ def run(args) -> int:
     print(open(paths["md"]).read(), end="")
     print(f"wrote {', '.join(str(p) for p in paths.values())}"
           + (f" ({len(res['missing'])} element(s) not finished)" if res["missing"] else ""))
+    if cfg.active_learning is not None:
+        from pathlib import Path
+
+        from neuroadda.workflows.study_al_results import collect_active_learning, write_active_learning
+
+        al = collect_active_learning(cfg)
+        al_paths = write_active_learning(al, Path(cfg.out) / "active_learning")
+        print(f"active learning: default strategy {al['default_strategy']} ({al['decision']['why']}); wrote "
+              f"{', '.join(str(p) for p in al_paths.values())}"
+              + (f" ({len(al['missing'])} element(s) not finished)" if al["missing"] else ""))
     return 0

@@ -1,1 +1,1 @@
-"""Lab-scale runs: the experiment grid (local or as SLURM job arrays) and its aggregation."""
+"""SLURM job scripts from templates and their submission (a pure stage: the workflows compose it)."""

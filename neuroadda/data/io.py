@@ -182,7 +182,7 @@ class Cropped:
             raise InputError(f"{name}: crop {[list(b) for b in box]} does not lie inside the stored shape {full}")
         self._a, self._box = arr, tuple((int(a), int(b)) for a, b in box)
         self.shape = tuple(b - a for a, b in self._box)
-        self.dtype, self.ndim, self.attrs = arr.dtype, arr.ndim, dict(arr.attrs)
+        self.dtype, self.ndim, self.attrs = arr.dtype, len(self.shape), dict(getattr(arr, "attrs", {}))
 
     def __getitem__(self, idx) -> np.ndarray:
         if not isinstance(idx, tuple):

@@ -89,3 +89,4 @@ def grow_box(box: Box, min_shape, shape) -> Box:
 def patch_boxes(origins, patch_size) -> list[Box]:
     """The boxes of patches of ``patch_size`` at ``origins``."""
     return [tuple(slice(int(o), int(o) + int(p)) for o, p in zip(org, patch_size)) for org in origins]
+

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from neuroadda.data.cards import DatasetCard, all_cards, card_for_file, get_card, missing_files_hint
+from neuroadda.data.grid import grid_shape, meet, same_grid
 from neuroadda.data.io import Cropped, open_array, split_spec
 from neuroadda.data.regions import Box, box_shape
 from neuroadda.errors import InputError
@@ -58,7 +59,7 @@ class Volume:
         self.voxel_size = tuple(float(v) for v in (resample_to or voxel_size))
         self.scale = tuple(s / t for s, t in zip(self.stored_voxel_size, self.voxel_size))
         self.stored_shape = tuple(int(n) for n in array.shape)
-        self.shape = tuple(max(1, int(round(n * f))) for n, f in zip(self.stored_shape, self.scale))
+        self.shape = grid_shape(self.stored_shape, self.stored_voxel_size, self.voxel_size)
         self.dtype = np.dtype(array.dtype)
         self.attrs: dict[str, Any] = dict(getattr(array, "attrs", {}))
 
@@ -200,7 +201,7 @@ def open_volume(
         raise InputError(f"{spec}: labels required (give --labels PATH[:KEY])")
     attrs = {**getattr(lab_arr, "attrs", {}), **raw_arr.attrs} if lab_arr is not None else raw_arr.attrs
     vs = voxel_size or _voxel_size_from_attrs(attrs)
-    info = {"voxel_size_source": "given" if voxel_size else ("attributes" if vs else "assumed isotropic 1 nm")}
+    info = {"voxel_size_source": "given" if voxel_size else ("attributes" if vs else UNKNOWN_VOXEL_SIZE)}
     kind = str(attrs.get("labels_kind", "3d_instance"))
     if zero is None:  # label 0's meaning matters only where labels become training targets
         zero = parse_label_zero(attrs.get("label_zero"), f"{lab_name} attribute label_zero") \
@@ -254,6 +255,69 @@ def _assemble(name, raw_arr, raw_name, lab_arr, lab_name, vs, kind, zero, card, 
     return LabelledVolume(name, raw, lab, raw.voxel_size, kind, zero, card, info)
 
 
+def restrict(vol: LabelledVolume, box: Box) -> LabelledVolume:
+    """A lazy view of ``box`` (on ``vol``'s grid) of ``vol``, as a volume of its own (no copy, no resampling)."""
+    def view(v: Volume | None) -> Volume | None:
+        if v is None:
+            return None
+        return Volume(Cropped(v, [(s.start, s.stop) for s in box], v.name), v.name, v.voxel_size, is_labels=v.is_labels)
+
+    raw = view(vol.raw)
+    return LabelledVolume(vol.name, raw, view(vol.labels), vol.voxel_size, vol.labels_kind, vol.label_zero, vol.card,
+                          {**vol.info, "region": [[s.start, s.stop] for s in box]})
+
+
+class GridView:
+    """Boxes of ``volume``'s grid read and resized to voxel size ``to`` (what a model that meets the volume there
+    sees of each box): raw interpolated, labels nearest."""
+
+    def __init__(self, volume: Volume, to):
+        self.volume, self.voxel_size = volume, tuple(float(v) for v in to)
+
+    def read(self, box: Box) -> np.ndarray:
+        a = self.volume.read(box)
+        return resize(a, grid_shape(a.shape, self.volume.voxel_size, self.voxel_size), labels=self.volume.is_labels)
+
+
+def model_view(vol: LabelledVolume, model_voxel_size):
+    """``vol.raw`` as a model trained at ``model_voxel_size`` sees it, box by box (boxes stay on ``vol``'s
+    grid): a :class:`GridView` where the grids meet elsewhere, else ``vol.raw`` itself."""
+    seen = seen_by(vol, model_voxel_size)
+    return vol.raw if seen is vol else GridView(vol.raw, seen.voxel_size)
+
+
+UNKNOWN_VOXEL_SIZE = "assumed isotropic 1 nm"
+
+
+def known_voxel_size(vol: LabelledVolume) -> bool:
+    """False when no card, attribute or flag gave the volume's voxel size (it is then used as stored)."""
+    return vol.info.get("voxel_size_source") != UNKNOWN_VOXEL_SIZE
+
+
+def seen_by(vol: LabelledVolume, backbone_voxel_size) -> LabelledVolume:
+    """``vol`` on the grid a backbone trained at ``backbone_voxel_size`` sees it on (:func:`neuroadda.data.grid.meet`):
+    a lazy view resampled once from the stored arrays (no copy), or ``vol`` itself when the grids agree or its
+    voxel size is unknown."""
+    if backbone_voxel_size is None or not known_voxel_size(vol):
+        return vol
+    return on_grid(vol, meet(vol.voxel_size, backbone_voxel_size))
+
+
+def on_grid(vol: LabelledVolume, grid) -> LabelledVolume:
+    """``vol`` seen at voxel size ``grid`` (nm): a lazy view resampled once from the stored arrays, or ``vol``
+    itself when it is already there or its voxel size is unknown."""
+    if not known_voxel_size(vol) or same_grid(grid, vol.voxel_size):
+        return vol
+
+    def view(v: Volume | None) -> Volume | None:
+        return None if v is None else Volume(v.array, v.name, v.stored_voxel_size, resample_to=grid,
+                                             is_labels=v.is_labels)
+
+    raw = view(vol.raw)
+    return LabelledVolume(vol.name, raw, view(vol.labels), raw.voxel_size, vol.labels_kind, vol.label_zero, vol.card,
+                          {**vol.info, "seen_at": list(grid), "stored_at": list(vol.raw.stored_voxel_size)})
+
+
 def check_patch_fits(vol: LabelledVolume, patch_size, box: Box | None = None) -> None:
     """Raise InputError if ``patch_size`` (z, y, x) is larger than the volume (or ``box``)."""
     shape = vol.shape if box is None else box_shape(box)
@@ -276,7 +340,7 @@ def open_labels(spec: str, *, key: str = "labels", voxel_size=None, resample_to=
     vs = voxel_size or _voxel_size_from_attrs(arr.attrs)
     kind = str(arr.attrs.get("labels_kind", "3d_instance"))
     zero = "boundary"  # VI ignores ground-truth 0 whatever it means
-    info = {"voxel_size_source": "given" if voxel_size else ("attributes" if vs else "assumed isotropic 1 nm")}
+    info = {"voxel_size_source": "given" if voxel_size else ("attributes" if vs else UNKNOWN_VOXEL_SIZE)}
     _check_array(arr, name, labels=True)
     lab = Volume(arr, name, vs or (1.0, 1.0, 1.0), resample_to=resample_to if vs else None, is_labels=True)
     return LabelledVolume(spec, lab, lab, lab.voxel_size, kind, zero, None, info)

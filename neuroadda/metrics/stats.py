@@ -33,6 +33,23 @@ def bootstrap_ci(diffs, *, level: float = 0.95, n_boot: int = 10_000, seed: int 
     return float(d.mean()), float(lo), float(hi)
 
 
+def stratified_bootstrap_ci(groups, *, level: float = 0.95, n_boot: int = 10_000,
+                            seed: int = 0) -> tuple[float, float, float]:
+    """Mean over groups of each group's mean (e.g. per-target mean paired differences, pooled over targets)
+    and its percentile bootstrap CI, resampling within each group only: (mean, low, high). Groups may differ
+    in size; one group is :func:`bootstrap_ci`."""
+    gs = [np.asarray(g, float) for g in groups if len(g)]
+    if not gs:
+        raise ValueError("no groups")
+    rng = np.random.default_rng(seed)
+    means = np.zeros(n_boot)
+    for g in gs:
+        means += g[rng.integers(0, g.size, size=(n_boot, g.size))].mean(1) / len(gs)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(means, [a, 1 - a])
+    return float(np.mean([g.mean() for g in gs])), float(lo), float(hi)
+
+
 def wilcoxon_signed_rank(diffs) -> float:
     """Two-sided exact p-value of the Wilcoxon signed-rank test of median(diffs) = 0.
 

@@ -12,13 +12,24 @@ from neuroadda.vocab import TWO_D
 
 
 def predict_region(net, raw: np.ndarray, normalizer, roi_size, *, labels_kind: str = "3d_instance", device=None,
-                   progress: bool = False) -> np.ndarray:
+                   progress: bool = False, grid=None) -> np.ndarray:
     """Sigmoid affinities (3, z, y, x) float32 of ``net`` on an in-memory (z, y, x) ``raw`` block.
 
+    ``grid``: (the block's voxel size, the model's training voxel size) in nm, or None when they agree. The
+    model then sees the block where the two meet (:func:`neuroadda.data.grid.meet`: the block is resized there)
+    and its affinities are brought back to the block's grid (linear interpolation), so they are scored there.
     For 2-D labels (``2d_instance_per_slice``) the z-affinities are set to 0: they were never trained (masked in
     the loss), so every slice is segmented on its own, as it is scored."""
+    from neuroadda.data.grid import grid_shape, meet, same_grid
+    from neuroadda.data.volume import resize
     from neuroadda.inference.blockwise import predict_blockwise
 
+    seen = None if grid is None or grid[0] is None or grid[1] is None else meet(*grid)
+    if seen is not None and not same_grid(seen, grid[0]):
+        shape = grid_shape(raw.shape, grid[0], seen)
+        affs = predict_region(net, resize(np.asarray(raw), shape, labels=False), normalizer, roi_size,
+                              labels_kind=labels_kind, device=device, progress=progress)
+        return np.stack([resize(a, raw.shape, labels=False) for a in affs]).astype(np.float32, copy=False)
     affs = np.zeros((3,) + raw.shape, np.float32)
     predict_blockwise(net, raw, affs, roi_size=roi_size,
                       normalize=normalizer, device=device, progress=progress)
@@ -28,30 +39,33 @@ def predict_region(net, raw: np.ndarray, normalizer, roi_size, *, labels_kind: s
 
 
 def score_region(net, raw, gt, normalizer, threshold: float, roi_size, *, labels_kind: str = "3d_instance",
-                 device=None) -> tuple[dict, np.ndarray]:
-    """Predict one labelled region, segment it at ``threshold`` and score it: ({vi_split, vi_merge, vi,
-    adapted_rand, n_slices}, segmentation (z, y, x) uint64). VI in bits, gt label 0 ignored."""
+                 device=None, grid=None) -> tuple[dict, np.ndarray]:
+    """Predict one labelled region (``grid`` as in :func:`predict_region`), segment it at ``threshold`` and
+    score it on its own grid: ({vi_split, vi_merge, vi, adapted_rand, n_slices}, segmentation (z, y, x)
+    uint64). VI in bits, gt label 0 ignored."""
     from neuroadda.metrics.vi import evaluate_segmentation
     from neuroadda.segmentation.agglomerate import segment
 
-    affs = predict_region(net, raw, normalizer, roi_size, labels_kind=labels_kind, device=device)
+    affs = predict_region(net, raw, normalizer, roi_size, labels_kind=labels_kind, device=device, grid=grid)
     seg = segment(affs, float(threshold), per_slice=labels_kind == TWO_D)
     return evaluate_segmentation(seg, gt, labels_kind=labels_kind), seg
 
 
 def threshold_table(net, regions, normalizer, thresholds, roi_size, *, labels_kind: str = "3d_instance",
-                    device=None, progress: bool = False) -> tuple[float, list[dict]]:
+                    device=None, progress: bool = False, grid=None) -> tuple[float, list[dict]]:
     """Score every waterz threshold on labelled ``regions`` = [(raw (z, y, x), gt (z, y, x)), ...].
 
     Returns (threshold with the lowest mean VI, rows) where each row is {threshold, vi_split, vi_merge, vi,
-    adapted_rand} averaged over the regions (VI in bits, gt label 0 ignored; 2-D labels scored per slice)."""
+    adapted_rand} averaged over the regions (VI in bits, gt label 0 ignored; 2-D labels scored per slice).
+    ``grid`` as in :func:`predict_region` (every region on one grid)."""
     from neuroadda.metrics.vi import evaluate_segmentation
     from neuroadda.segmentation.agglomerate import segmentations
 
     thresholds = sorted(float(t) for t in thresholds)
     sums: dict[float, dict[str, float]] = {}
     for _i, (raw, gt) in enumerate(regions):
-        affs = predict_region(net, raw, normalizer, roi_size, labels_kind=labels_kind, device=device, progress=progress)
+        affs = predict_region(net, raw, normalizer, roi_size, labels_kind=labels_kind, device=device, progress=progress,
+                              grid=grid)
         for t, seg in segmentations(affs, thresholds, per_slice=labels_kind == TWO_D):
             scores = evaluate_segmentation(seg, gt, labels_kind=labels_kind)
             row = sums.setdefault(float(t), dict.fromkeys(scores, 0.0))

@@ -71,6 +71,15 @@ def _partial(rxy, rxz, ryz):
         return (rxy - rxz * ryz) / np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
 
 
+def _square(m, what: str) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.isfinite(m).all():
+        raise InputError(f"{what}: need a finite square matrix, got shape {m.shape}")
+    if not np.allclose(m, m.T, rtol=1e-6, atol=1e-12):
+        raise InputError(f"{what}: matrix is not symmetric")
+    return m
+
+
 def partial_mantel_test(x, y, z, *, permutations: int = 9999, method: str = "spearman",
                         alternative: str = "greater", seed: int = 0, batch: int = 2048) -> dict:
     """Partial Mantel test: correlation of the upper triangles of ``x`` and ``y`` given ``z`` (all symmetric
@@ -83,8 +92,6 @@ def partial_mantel_test(x, y, z, *, permutations: int = 9999, method: str = "spe
     returned: the three pairwise correlations. If ``x`` or ``y`` is constant, or ``y`` or ``x`` is a linear
     function of ``z``, r and p are None and ``note`` says why.
     """
-    from neuroadda.selection.phylogeny import _square
-
     if method not in ("spearman", "pearson") or alternative not in ("greater", "two-sided") or permutations < 1:
         raise InputError(f"partial_mantel_test: bad method '{method}', alternative '{alternative}' or "
                          f"permutations {permutations}")

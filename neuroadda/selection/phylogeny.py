@@ -24,6 +24,7 @@ from neuroadda.report import save_figure, write_json  # atomic: temp name, then 
 from neuroadda.selection.modality import (
     EXACT_MAX_N,
     SCHEMES,
+    _square,
     modality_class,
     modality_matrix,
     partial_mantel_test,
@@ -110,15 +111,6 @@ def divergence_matrix(species: list[str], tree: PhyloTree) -> np.ndarray:
             raise InputError(f"species '{s}' is not in the phylogeny {tree.path}; add it to 'species' and 'tree'")
     n = len(species)
     return np.array([[tree.mya(a, b) for b in species] for a in species], dtype=np.float64).reshape(n, n)
-
-
-def _square(m, what: str) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.isfinite(m).all():
-        raise InputError(f"{what}: need a finite square matrix, got shape {m.shape}")
-    if not np.allclose(m, m.T, rtol=1e-6, atol=1e-12):
-        raise InputError(f"{what}: matrix is not symmetric")
-    return m
 
 
 def mantel_test(a, b, *, permutations: int = 9999, method: str = "spearman", alternative: str = "greater",

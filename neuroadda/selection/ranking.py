@@ -19,19 +19,28 @@ DEFAULT_LABELLED_ESTIMATOR = "logme"  # the study's best label-using one (consis
 
 
 def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None = None, *, voxel_size=None,
-         n_patches: int = 256, seed: int = 0, permutations: int = 1000, labelled=(), labels_kind: str = "3d_instance",
-         pooling: str = "mean", space: str = "standardize", progress: bool = False) -> dict:
+         stored_voxel_size=None, n_patches: int = 256, seed: int = 0, permutations: int = 1000, labelled=(),
+         labels_kind: str = "3d_instance", pooling: str = "mean", space: str = "standardize",
+         progress: bool = False) -> dict:
     """The selection record: ``{"target", "estimator", "best", "ranking": [{"source", "rank", "score", "scores",
     "compatible", "flags", ...}], "cannot_distinguish", "noise", "estimators": {name: result}, "settings"}``.
 
     Rows keep each estimator's per-source detail; with ``mmd2`` first they also carry ``mmd2``, ``ci_low``,
-    ``ci_high``, ``p_value`` and ``target_self_mmd2`` (as earlier versions wrote)."""
+    ``ci_high``, ``p_value`` and ``target_self_mmd2`` (as earlier versions wrote). ``voxel_size``: the grid the
+    target is used at before it meets each backbone (None = as stored); ``stored_voxel_size``: the target's own
+    voxel size where its card or file does not give it. ``settings.grid`` states the rule
+    (:mod:`neuroadda.data.grid`) and ``settings.seen_at`` each backbone's meeting grid. When a candidate is an
+    imported model, ``consistency`` is replaced by ``consistency-input`` for all (``substituted`` says so)."""
+    from neuroadda.data.grid import RULE
+    from neuroadda.data.volume import seen_by
     from neuroadda.errors import InputError
+    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.selection.estimators import Context, estimate
 
     estimators = list(estimators or [DEFAULT_LABELLED_ESTIMATOR if labelled else DEFAULT_ESTIMATOR])
     estimators, note = input_space_only(estimators, backbones)
-    ctx = Context(target, dict(backbones), voxel_size=tuple(voxel_size) if voxel_size else None, n_patches=n_patches,
+    ctx = Context(target, dict(backbones), voxel_size=tuple(voxel_size) if voxel_size else None,
+                  stored_voxel_size=tuple(stored_voxel_size) if stored_voxel_size else None, n_patches=n_patches,
                   seed=seed, permutations=permutations, labelled=tuple(labelled), labels_kind=labels_kind,
                   pooling=pooling, space=space)
     results = {name: estimate(name, ctx, progress=progress) for name in estimators}
@@ -56,10 +65,14 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
             row["within_target_variation"] = bool(row["mmd2"] <= row["target_self_mmd2"])
         rows.append(row)
     verdict, why = distinguishable(estimators[0], rows)
+    tvol = ctx.target_volume()
     rec = {"target": target, "estimator": estimators[0], "best": rows[0]["source"], "ranking": rows,
            "cannot_distinguish": verdict is False, "noise": why, "estimators": results,
            "settings": {**primary.get("settings", {}), "estimators": estimators, "seed": seed,
-                        "n_patches": n_patches, "permutations": permutations}}
+                        "n_patches": n_patches, "permutations": permutations, "grid": RULE,
+                        "target_voxel_size_nm": list(tvol.voxel_size),
+                        "seen_at": {s: list(seen_by(tvol, load_backbone(p).voxel_size).voxel_size)
+                                    for s, p in backbones.items()}}}
     if note:
         rec["substituted"] = note
     if estimators[0] == "mmd2":

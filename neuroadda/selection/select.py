@@ -1,9 +1,9 @@
 """``neuroadda select-source``: rank candidate source backbones for a target by MMD² between embeddings.
 
 For each source s with backbone b_s: N target patches and N patches of s's own volume (same N, seed and
-target positions for every backbone), both at a common voxel size (default: the target's) and normalized per
-volume, are embedded with b_s's encoder, standardized jointly within b_s's feature space, and compared by the
-unbiased MMD² with a permutation p-value and a bootstrap CI. Smallest MMD² = closest source.
+target positions for every backbone), both on the grid where the target meets b_s (:mod:`neuroadda.data.grid`)
+and normalized per volume, are embedded with b_s's encoder, standardized jointly within b_s's feature space,
+and compared by the unbiased MMD² with a permutation p-value and a bootstrap CI. Smallest MMD² = closest source.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from neuroadda.data.grid import RULE as GRID_RULE
 from neuroadda.data.io import short_name
 from neuroadda.data.normalize import normalizer_from_spec
 from neuroadda.data.regions import full_box, random_origins
-from neuroadda.data.volume import check_patch_fits, open_volume, volume_available
+from neuroadda.data.volume import LabelledVolume, check_patch_fits, open_volume, seen_by, volume_available
 from neuroadda.errors import InputError
 from neuroadda.models.checkpoint import load_backbone
 from neuroadda.report import save_figure, write_json
@@ -33,7 +34,7 @@ class EmbedSettings:
     levels: tuple[int, ...] = (-1,)
     space: str = "standardize"  # "standardize", "pca:K" or "none"
     patch_size: tuple[int, int, int] | None = None  # default: the first backbone's training patch
-    voxel_size: tuple[float, float, float] | str | None = None  # None: the target's; "backbone": each backbone's own
+    voxel_size: tuple[float, float, float] | None = None  # the target's grid before it meets a backbone (None: stored)
     normalization: str | None = None  # per-volume intensity normalization; None = as each backbone was trained
 
 
@@ -135,48 +136,49 @@ def fitting_patch(patch, shapes, strides) -> tuple[int, int, int]:
     return tuple(out)
 
 
-def embeddable(backbones: dict[str, Path]) -> tuple[dict, dict[str, str]]:
-    """({source: Backbone} the MMD² estimators can use, {source: why not}): a model needs encoder features (an
-    imported one: a sidecar ``embedding_layer``) and a source volume at hand (a dataset name or path). None
-    usable is a one-line InputError."""
-    nets, skipped = {}, {}
+def embeddable(backbones: dict[str, Path]) -> tuple[dict, dict[str, str], dict[str, str]]:
+    """({source: Backbone} the MMD² estimators can use, {source: its training data}, {source: why not}): a model
+    needs encoder features (an imported one: a sidecar ``embedding_layer``) and its training data at hand: the
+    candidate's name, else the ``source`` the model records, as a dataset name or path. None usable is a
+    one-line InputError."""
+    nets, data, skipped = {}, {}, {}
     for s, p in backbones.items():
         bb = load_backbone(p)
         why = bb.net.missing_features("embedding")
-        if why is None and not volume_available(s):
-            why = f"its training data is not at hand ('{s}' is no dataset name or path)"
+        spec = next((str(c) for c in (s, bb.meta.get("source")) if c and volume_available(str(c))), None)
+        if why is None and spec is None:
+            why = f"its training data is not at hand ('{s}' and the source it records are no dataset name or path)"
         if why is None:
-            nets[s] = bb
+            nets[s], data[s] = bb, spec
         else:
             skipped[s] = why
     if not nets:
         raise InputError("MMD² can score none of the candidates: " + "; ".join(f"{s}: {w}" for s, w in skipped.items()))
-    return nets, skipped
+    return nets, data, skipped
 
 
-def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSettings = EmbedSettings(), *,
+def rank_sources(target, backbones: dict[str, Path], settings: EmbedSettings = EmbedSettings(), *,
                  permutations: int = 1000, progress: bool = True) -> dict:
     """Embed and compare; returns the selection record (see :func:`write_selection`), ranking best first.
 
+    ``target``: a dataset name, ``PATH[:KEY]`` (opened at ``settings.voxel_size``) or an opened volume.
     The patch is ``settings.patch_size`` or the first backbone's training patch, shrunk where a volume (target or
     source, at the common voxel size) is smaller (:func:`fitting_patch`)."""
     from neuroadda.selection.mmd import mmd2, mmd_test
 
-    nets, skipped = embeddable(backbones)
+    nets, data, skipped = embeddable(backbones)
     first = next(iter(nets.values()))[1]
     patch = tuple(settings.patch_size or first["patch_size"])
     for s, (net, _) in nets.items():
         if any(p % k for p, k in zip(patch, net.total_stride)):
             raise InputError(f"{backbones[s]}: patch {patch} is not a multiple of this backbone's stride "
                              f"{net.total_stride}")
-    per_backbone = settings.voxel_size == "backbone"
-    tvol = open_volume(target, labels_key=None, resample_to=None if per_backbone else settings.voxel_size)
-    common = tvol.voxel_size
+    tvol = target if isinstance(target, LabelledVolume) else \
+        open_volume(target, labels_key=None, resample_to=settings.voxel_size)
     vols = {}
-    for s, (_net, meta) in nets.items():
-        vs = tuple(meta["voxel_size"]) if per_backbone else common
-        vols[s] = (open_volume(target, labels_key=None, resample_to=vs) if per_backbone else tvol,
-                   open_volume(s, labels_key=None, resample_to=vs))
+    for s, (_net, meta) in nets.items():  # the target on each backbone's grid, the source there too
+        tv = seen_by(tvol, meta["voxel_size"])
+        vols[s] = (tv, open_volume(data[s], labels_key=None, resample_to=tv.voxel_size))
     patch = fitting_patch(patch, [v.shape for pair in vols.values() for v in pair],
                           [net.total_stride for net, _ in nets.values()])
     rows = []
@@ -189,7 +191,7 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
         floor = mmd2(*split_by_position(x, tv.shape, patch, settings), bandwidth=r.bandwidth)
         rows.append({"source": s, "mmd2": float(r.mmd2), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),
                      "p_value": float(r.p_value), "bandwidth": float(r.bandwidth), "backbone": str(backbones[s]),
-                     "dim": int(x.shape[1]), "target_self_mmd2": float(floor),
+                     "dim": int(x.shape[1]), "target_self_mmd2": float(floor), "source_data": data[s],
                      "within_target_variation": bool(r.mmd2 <= floor)})
     rows.sort(key=lambda r: r["mmd2"])
     rows += [{"source": s, "mmd2": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
@@ -198,11 +200,12 @@ def rank_sources(target: str, backbones: dict[str, Path], settings: EmbedSetting
     best = rows[0]
     runner = rows[1] if len(rows) > 1 else None
     return {
-        "target": target, "best": best["source"], "ranking": rows,
+        "target": tvol.name, "best": best["source"], "ranking": rows,
         "best_significantly_closer": bool(runner is not None and best["ci_high"] < runner["ci_low"]),
         "settings": {"n_patches": settings.n_patches, "seed": settings.seed, "pooling": settings.pooling,
                      "levels": list(settings.levels), "space": settings.space, "patch_size": list(patch),
-                     "voxel_size_nm": "each backbone's training voxel size" if per_backbone else list(common),
+                     "voxel_size_nm": {s: list(tv.voxel_size) for s, (tv, _) in vols.items()},
+                     "grid": GRID_RULE,
                      "permutations": permutations, "estimator": "unbiased",
                      "kernel": "gaussian, median-heuristic bandwidth on the pooled sample",
                      "intensity_normalization": "per volume, as each backbone was trained",

@@ -66,37 +66,45 @@ def check_settings(out: Path, settings: dict) -> None:
 
 @dataclass(frozen=True)
 class HeldOut:
-    """The held-out region of a labelled target, read once: ``box`` in the target's grid, raw and gt (z, y, x)."""
+    """The held-out region of a labelled target, read once: ``box`` in the target's grid, raw and gt (z, y, x),
+    and that grid's voxel size (nm; None = unknown: every model sees it as stored)."""
 
     box: tuple
     raw: np.ndarray
     gt: np.ndarray
     labels_kind: str
+    voxel_size: tuple | None = None
 
     @classmethod
     def read(cls, vol, box) -> HeldOut:
-        return cls(tuple(box), vol.raw.read(box), vol.labels.read(box), vol.labels_kind)
+        from neuroadda.data.volume import known_voxel_size
+
+        return cls(tuple(box), vol.raw.read(box), vol.labels.read(box), vol.labels_kind,
+                   tuple(vol.voxel_size) if known_voxel_size(vol) else None)
 
 
 SLICE = "heldout_slice.npz"
 
 
 def evaluate_heldout(ckpt: Path, held: HeldOut, normalizer, out: Path, *, threshold: float | None = None) -> Path:
-    """Predict ``held`` with checkpoint ``ckpt``, segment at its threshold (or ``threshold``), write VI to ``out``
-    and the middle z slice of the segmentation (y, x) to ``heldout_slice.npz`` beside it (for figures)."""
+    """Predict ``held`` with checkpoint ``ckpt`` where the two grids meet, bring the affinities back to the held-out
+    grid, segment at the checkpoint's threshold (or ``threshold``), write VI to ``out`` and the middle z slice of
+    the segmentation (y, x) to ``heldout_slice.npz`` beside it (for figures)."""
     from neuroadda.models.checkpoint import load_backbone
     from neuroadda.report import save_npz
     from neuroadda.segmentation.threshold import score_region
 
     bb = load_backbone(ckpt)
     t = float(threshold if threshold is not None else bb.threshold)
-    scores, seg = score_region(bb.net, held.raw, held.gt, normalizer, t, bb.patch_size, labels_kind=held.labels_kind)
+    scores, seg = score_region(bb.net, held.raw, held.gt, normalizer, t, bb.patch_size, labels_kind=held.labels_kind,
+                               grid=(held.voxel_size, bb.voxel_size))
     save_npz(Path(out).with_name(SLICE), seg=seg[seg.shape[0] // 2])
     if bb.learned is False:
         print(f"warning: {ckpt} recorded learned: false (its calibration VI was not clearly below one segment)",
               flush=True)
     return write_json(out, {**scores, "threshold": t, "checkpoint": str(ckpt),
-                            "region": box_to_json(held.box),
+                            "region": box_to_json(held.box), "voxel_size_nm": held.voxel_size and list(held.voxel_size),
+                            "model_voxel_size_nm": list(bb.voxel_size),
                             "threshold_from": bb.threshold_region["what"], "learned": bb.learned})
 
 
@@ -163,7 +171,7 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
                      for src, p in backbones.items() if src != best})
     per_round = [{"n_total": n * r, "arms": {a: [] for a in arms}} for r in range(1, rounds + 1)]
     for seed in seeds:
-        for r, evals in enumerate(run_seed(vol, held, bb.net, normalizer, arms, cfg, out, steps, n=n, seed=seed,
+        for r, evals in enumerate(run_seed(vol, held, bb, normalizer, arms, cfg, out, steps, n=n, seed=seed,
                                            rounds=rounds, progress=progress)):
             for arm, ev in evals.items():
                 per_round[r]["arms"][arm].append(ev)
@@ -171,10 +179,11 @@ def adapt(target: str, backbones: dict[str, Path], cfg: AdaptConfig, out: str | 
                          per_round=per_round, selection=selection)
 
 
-def run_seed(vol, held: HeldOut, net, normalizer, arms: dict, cfg: AdaptConfig, out: Path, steps: Steps, *, n: int,
-             seed: int, rounds: int, progress: bool) -> list[dict]:
-    """All rounds of one seed: select n more samples (scored by the model of the round before), fine-tune every
-    arm on all samples so far, evaluate each on the held-out region. Returns per round {arm: eval record}."""
+def run_seed(vol, held: HeldOut, scorer, normalizer, arms: dict, cfg: AdaptConfig, out: Path, steps: Steps, *,
+             n: int, seed: int, rounds: int, progress: bool) -> list[dict]:
+    """All rounds of one seed: select n more samples (scored by ``scorer``, a Backbone, then by the model of the
+    round before), fine-tune every arm on all samples so far, evaluate each on the held-out region. Samples are
+    on the target's grid; every model sees them where the grids meet. Returns per round {arm: eval record}."""
     from neuroadda.active.annotations import sample_labels
     from neuroadda.active.samples import load_samples, select_samples, write_samples
     from neuroadda.models.checkpoint import load_backbone
@@ -183,14 +192,15 @@ def run_seed(vol, held: HeldOut, net, normalizer, arms: dict, cfg: AdaptConfig, 
 
     picked: list = []
     names: list = []
-    scorer, results = net, []
+    results = []
     for r in range(1, rounds + 1):
         d = out / f"seed{seed}" / f"round{r}"
         tag = f"seed {seed}, round {r}"
         steps.run(f"{tag}: select {n} samples ({cfg.active.strategy})", d / "samples.json",
                   lambda scorer=scorer, picked=picked, d=d: write_samples(
-                      select_samples(vol, scorer, normalizer, cfg.active, n, seed=seed, exclude=picked,
-                                     start=len(picked), progress=progress), d, vol))
+                      select_samples(vol, scorer.net, normalizer, cfg.active, n, seed=seed, exclude=picked,
+                                     start=len(picked), progress=progress, model_voxel_size=scorer.voxel_size),
+                      d, vol))
         rec = load_samples(d / "samples.json")
         picked += rec["boxes"]
         names += [s["name"] for s in rec["samples"]]
@@ -205,7 +215,7 @@ def run_seed(vol, held: HeldOut, net, normalizer, arms: dict, cfg: AdaptConfig, 
                       partial(evaluate_heldout, a / "model.pt", held, normalizer, a / "eval.json"))
             evals[arm] = json.loads((a / "eval.json").read_text())
         results.append(evals)
-        scorer = load_backbone(d / "finetuned" / "model.pt").net if r < rounds else None
+        scorer = load_backbone(d / "finetuned" / "model.pt") if r < rounds else None
     return results
 
 

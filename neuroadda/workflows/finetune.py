@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader
 
 from neuroadda.config import AdaptConfig
 from neuroadda.data.checks import require_sample_objects
+from neuroadda.data.grid import grid_shape, same_grid
 from neuroadda.data.patches import SamplesPatchDataset, build_augment, check_target_edges, collate
 from neuroadda.data.regions import Box, box_to_json, full_box
-from neuroadda.data.volume import LabelledVolume, Volume
+from neuroadda.data.volume import LabelledVolume, Volume, resize, seen_by
 from neuroadda.errors import InputError
 from neuroadda.models.checkpoint import load_backbone
 from neuroadda.tracking import card_checksums, make_logger
@@ -27,17 +28,23 @@ from neuroadda.training.trainer import trainer_for
 from neuroadda.workflows.finish import finish_training
 
 
-def sample_volumes(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray]) -> list[LabelledVolume]:
-    """In-memory labelled volumes, one per sample: raw read from ``target`` at ``boxes``, ``labels`` given."""
+def sample_volumes(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
+                   grid=None) -> list[LabelledVolume]:
+    """In-memory labelled volumes, one per sample: raw read from ``target`` at ``boxes``, ``labels`` given, both
+    resized to ``grid`` (nm; raw interpolated, labels nearest) when it differs from the target's."""
+    grid = tuple(grid or target.voxel_size)
     out = []
     for k, (box, lab) in enumerate(zip(boxes, labels)):
         raw = target.raw.read(box)
         if raw.shape != lab.shape:
             raise InputError(f"sample {k}: labels shape {lab.shape} differs from the raw sample {raw.shape}")
+        if not same_grid(grid, target.voxel_size):
+            shape = grid_shape(raw.shape, target.voxel_size, grid)
+            raw, lab = resize(raw, shape, labels=False), resize(np.asarray(lab), shape, labels=True)
         name = f"{target.name}[sample {k}]"
-        out.append(LabelledVolume(name=name, raw=Volume(raw, name, target.voxel_size),
-                                  labels=Volume(lab, name, target.voxel_size, is_labels=True),
-                                  voxel_size=target.voxel_size, labels_kind=target.labels_kind,
+        out.append(LabelledVolume(name=name, raw=Volume(raw, name, grid),
+                                  labels=Volume(lab, name, grid, is_labels=True),
+                                  voxel_size=grid, labels_kind=target.labels_kind,
                                   label_zero=target.label_zero, card=target.card))
     return out
 
@@ -60,6 +67,8 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     labelled samples and write ``out_dir/model.pt`` (a backbone-format checkpoint; ``predict`` accepts it).
 
     ``boxes``: sample positions in the target's voxel grid; ``labels``: one (z, y, x) integer array per box.
+    The network trains where the target meets the backbone (:func:`neuroadda.data.volume.seen_by`: in-plane at
+    the backbone's pixel size): the samples are resized there and the checkpoint records that voxel size.
     """
 
     out_dir = Path(out_dir)
@@ -70,7 +79,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     init, meta = bb
     require_sample_objects(labels, [f"{target.name}[sample {k}]" for k in range(len(labels))])
     n_val = fc.val_samples if 0 < fc.val_samples < len(boxes) else 0
-    samples = sample_volumes(target, boxes, labels)
+    samples = sample_volumes(target, boxes, labels, seen_by(target, bb.voxel_size).voxel_size)
     train, val = samples[:len(samples) - n_val], samples[len(samples) - n_val:] or samples
     normalizer = normalizer or bb.normalizer_for(target.raw)
     patch = patch_for(fc.patch_size, meta["patch_size"], np.min([v.shape for v in samples], axis=0), init.total_stride)
@@ -101,7 +110,7 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
         "kind": "scratch" if scratch else "finetuned", "source": meta.get("source"),
         "imported_from": meta.get("imported_from") or (None if bb.origin == "neuroadda" else meta.get("model_file")),
         "init": "scratch" if scratch else str(backbone), "target": target.name, "card": card,
-        "config": cfg.model_dump(mode="json"), "seed": seed, "voxel_size": list(target.voxel_size),
+        "config": cfg.model_dump(mode="json"), "seed": seed, "voxel_size": list(samples[0].voxel_size),
         "patch_size": list(patch), "normalization": bb.normalization, "labels_kind": target.labels_kind,
         "threshold_region": {"what": "validation samples" if n_val else "training samples", "box": None},
         "samples": [box_to_json(b) for b in boxes], "n_train": len(train), "n_val": n_val,

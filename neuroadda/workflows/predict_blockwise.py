@@ -79,8 +79,8 @@ def predict_volume_blockwise(checkpoint: str | Path, input_spec: str, out: str |
         raise InputError(f"overlap must be in [0, 1), got {overlap}")
     clus = Cluster(cluster, int(workers), tuple(sbatch_args))
     clus.check()
-    bb, vol, normalizer, attrs = prediction_input(checkpoint, input_spec, voxel_size=voxel_size)
-    target_vs = bb.voxel_size if vol.info.get("voxel_size_source") != "assumed isotropic 1 nm" else None
+    bb, vol, normalizer, attrs, stored = prediction_input(checkpoint, input_spec, voxel_size=voxel_size)
+    target_vs = vol.voxel_size if vol is not stored else None
     attrs.update({"block_size": list(block), "overlap": overlap, "dtype": dtype})
     work = Path(work_dir) if work_dir is not None else Path(str(out) + ".work")
     tmp = Path(tmp_path_for(out))
@@ -99,6 +99,15 @@ def predict_volume_blockwise(checkpoint: str | Path, input_spec: str, out: str |
                         voxel_size, target_vs, normalizer, str(tmp.resolve() / "0"), device, overlap)
     run_stage("predict", vol.shape, block, fn, work_dir=work, cluster=clus, progress=progress)
     stats = stage_stats(work, "predict")
+    if target_vs is not None:  # the model saw another grid: bring the affinities back to the input's own
+        from neuroadda.inference.regrid import regrid
+
+        back = Path(str(tmp) + ".back")
+        arr = create_image(back, (3,) + tuple(stored.shape), np.dtype(dtype), voxel_size_nm=stored.voxel_size,
+                           channel_axis=True, chunks=(3,) + output_chunks(block, stored.shape), attrs=attrs)
+        regrid(zarr.open_array(str(tmp / "0"), mode="r"), vol.voxel_size, arr, stored.voxel_size)
+        shutil.rmtree(tmp)
+        back.rename(tmp)
     finalize_zarr(tmp, out)
     return {"out": str(out), "blocks": len(stats), "block_seconds": sum(s["seconds"] for s in stats),
             "peak_rss_bytes": max((s["peak_rss_bytes"] for s in stats), default=0)}

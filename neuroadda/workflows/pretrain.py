@@ -16,7 +16,7 @@ from neuroadda.data.checks import require_objects
 from neuroadda.data.datamodule import AffinityDataModule
 from neuroadda.data.patches import check_target_edges
 from neuroadda.data.regions import box_to_json, cap_box
-from neuroadda.data.volume import open_volume
+from neuroadda.data.volume import open_volume, restrict
 from neuroadda.errors import InputError
 from neuroadda.models.unet import build_unet
 from neuroadda.segmentation.threshold import validation_region
@@ -28,15 +28,19 @@ from neuroadda.workflows.finish import finish_training
 
 
 def pretrain(source: str, cfg: PretrainConfig, out_dir: str | Path, *, labels: str | None = None,
-             voxel_size=None, label_zero: str | None = None, progress: bool = True) -> Path:
+             voxel_size=None, label_zero: str | None = None, region=None, progress: bool = True) -> Path:
     """Train on ``source`` (dataset name or PATH[:KEY]) and write ``out_dir/model.pt``; returns its path.
 
+    ``region``: a box (on the grid of ``cfg.data.voxel_size``) the training, validation slab and threshold
+    choice stay inside (the transfer study's fully supervised ceiling: everything but the held-out region).
     ``label_zero`` ('boundary' | 'unlabelled') overrides what the card or the labels' attribute says label 0 is.
     Inputs are checked (labels, patch vs stride, boundary edges in the targets) before ``out_dir`` is created."""
     out_dir = Path(out_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     vol = open_volume(source, labels=labels, require_labels=True, voxel_size=voxel_size,
                       resample_to=cfg.data.voxel_size, label_zero=label_zero)
+    if region is not None:
+        vol = restrict(vol, region)
     require_objects(vol.labels, vol.labels.name)  # before any work: nothing to learn from 0 or 1 object
     net = build_unet(cfg.model, vol.voxel_size, aux_offsets=cfg.data.aux_offsets)
     stride = net.total_stride

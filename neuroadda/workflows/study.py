@@ -39,14 +39,14 @@ SCRATCH = "scratch"
 
 @dataclass(frozen=True)
 class Element:
-    """One unit of work: ``kind`` in pretrain | estimator | zero-shot | samples | finetune."""
+    """One unit of work: ``kind`` in pretrain | estimator | zero-shot | samples | finetune | active | ceiling."""
 
     kind: str
     target: str | None = None
     source: str | None = None  # the arm: a source name or "scratch"
     n: int | None = None
     seed: int | None = None
-    factor: str = "shared"  # "shared" sample sets, or "median-uncertainty" (each source's own picks)
+    factor: str = "shared"  # "shared" sample sets (model-free), or a strategy: picks by the source's backbone
 
     def label(self) -> str:
         parts = [self.kind, self.target, self.source, f"n={self.n}" if self.n else None,
@@ -93,6 +93,10 @@ def output(cfg: TransferStudyConfig, el: Element) -> Path:
     if el.kind == "samples":
         return seed_dir(cfg, el.target, el.n, el.seed, el.factor if el.factor == "shared" else
                         f"{el.factor}-{safe(el.source)}") / "samples.json"
+    if el.kind == "ceiling":
+        return t / "ceiling" / f"seed{el.seed}" / "eval.json"
+    if el.kind == "active":
+        return t / "active" / f"n{el.n}" / f"seed{el.seed}" / f"{el.factor}.json"
     if el.kind == "finetune":
         sd = seed_dir(cfg, el.target, el.n, el.seed,
                       el.factor if el.factor == "shared" else f"{el.factor}-{safe(el.source)}")
@@ -139,6 +143,11 @@ def plan(cfg: TransferStudyConfig) -> list[Element]:
                     for s in sources_for(cfg, t.name):
                         els += [Element("samples", t.name, s, n, seed, "median-uncertainty"),
                                 Element("finetune", t.name, s, n, seed, "median-uncertainty")]
+    if cfg.active_learning is not None:
+        from neuroadda.workflows.study_al import plan_active_learning
+
+        seen = set(els)
+        els += [el for el in plan_active_learning(cfg) if el not in seen]
     return els
 
 
@@ -228,12 +237,16 @@ def run_element(cfg: TransferStudyConfig, el: Element, *, progress: bool = False
         write_json(out, draw_samples(cfg, el, progress=progress))
     elif el.kind == "finetune":
         _finetune(cfg, el, out, progress=progress)
+    elif el.kind in ("active", "ceiling"):
+        from neuroadda.workflows.study_al import run_active, run_ceiling
+
+        (run_active if el.kind == "active" else run_ceiling)(cfg, el, out, progress=progress)
     return out
 
 
 def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = False) -> dict:
     """The sample set of (target, n, seed): chosen without any source model for the shared factor, by the
-    source's backbone (median uncertainty) for the median-uncertainty factor."""
+    source's backbone with the factor's strategy (median-uncertainty, max-uncertainty, k-center, ...) else."""
     from neuroadda.active.samples import select_samples
     from neuroadda.active.strategies import select
 
@@ -241,16 +254,17 @@ def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = Fals
     if el.n > len(cands):
         raise InputError(f"target {el.target}: {len(cands)} candidates, fewer than n = {el.n} "
                          "(give the target a smaller candidate_size)")
-    if el.factor == "median-uncertainty":
+    if el.factor != "shared":  # a strategy (median-uncertainty, k-center, ...) with the source's backbone
         from neuroadda.models.checkpoint import load_backbone
 
         active = adapt_config(cfg).active.model_copy(update={
             "candidate_size": tuple(cands[0][i].stop - cands[0][i].start for i in range(3)),
             "holdout_fraction": (study_target(cfg, el.target).holdout_fraction
                                  or adapt_config(cfg).active.holdout_fraction),
-            "strategy": "median-uncertainty"})
-        rec = select_samples(vol, load_backbone(backbone_path(cfg, el.source))[0], norm, active, el.n, seed=el.seed,
-                             progress=progress)
+            "strategy": el.factor})
+        bb = load_backbone(backbone_path(cfg, el.source))
+        rec = select_samples(vol, bb.net, norm, active, el.n, seed=el.seed, progress=progress,
+                             model_voxel_size=bb.voxel_size)
         boxes = [s["box"] for s in rec["samples"]]
     elif cfg.sampling == "random":
         boxes = [box_to_json(cands[i]) for i in select("random", np.zeros(len(cands)), el.n, seed=el.seed)]
@@ -259,7 +273,7 @@ def draw_samples(cfg: TransferStudyConfig, el: Element, *, progress: bool = Fals
         boxes = [box_to_json(cands[i]) for i in select("k-center", np.zeros(len(cands)), el.n, embeddings=feats,
                                                      seed=el.seed)]
     return {"target": el.target, "n": el.n, "seed": el.seed, "factor": el.factor, "source": el.source,
-            "sampling": cfg.sampling if el.factor == "shared" else "median-uncertainty",
+            "sampling": cfg.sampling if el.factor == "shared" else el.factor,
             "voxel_size_nm": list(vol.voxel_size), "holdout": box_to_json(holdout), "boxes": boxes}
 
 

@@ -76,6 +76,11 @@ def collect(cfg) -> dict:
         main.update({"zero_shot": zs, "estimators": est, "modality": modality(t.name),
                      "source_modality": {s: modality(s) for s in srcs}})
         res["targets"][t.name] = main
+    from neuroadda.workflows.study_species import cross_species, datasets_info
+
+    res["datasets"] = datasets_info(sorted({t.name for t in cfg.targets} | set(cfg.sources)))
+    if any(b["seeds"] for b in res["targets"].values()):
+        res["cross_species"] = cross_species(res)
     return res
 
 
@@ -128,8 +133,9 @@ def assess_estimators(res: dict, *, permutations: int = 10_000) -> dict:
         out[name] = pooled(scores, vi, permutations=permutations)
     ceilings = {t: noise_ceiling({a: v["vi"] for a, v in b["arms"].items() if a != SCRATCH})
                 for t, b in res["targets"].items() if t in vi}
+    finite = [v for v in ceilings.values() if np.isfinite(v)]  # one source: no ranking to agree with itself
     return {"estimators": out, "noise_ceiling": ceilings,
-            "noise_ceiling_mean": float(np.nanmean(list(ceilings.values()))) if ceilings else float("nan")}
+            "noise_ceiling_mean": float(np.mean(finite)) if finite else float("nan")}
 
 
 def tables(res: dict) -> str:
@@ -177,7 +183,12 @@ def tables(res: dict) -> str:
     if res.get("default_labelled_estimator"):
         lines.append(f"Default with labelled samples (`--labels`): **{res['default_labelled_estimator']}** "
                      f"({why.get('labelled', 'not decided')}).")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if res.get("cross_species"):
+        from neuroadda.workflows.study_species import species_tables
+
+        text += species_tables(res["cross_species"])
+    return text
 
 
 def plot_matrix(res: dict, path: Path) -> Path:
@@ -196,7 +207,7 @@ def plot_matrix(res: dict, path: Path) -> Path:
                 m[i, j] = np.mean(v)
     rel = m - m[:, [arms.index(SCRATCH)]]
     lim = float(np.nanmax(np.abs(rel))) or 1.0
-    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2.5, 0.8 * len(targets) + 2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(1.6 * len(arms) + 2.5, 6.0), 0.8 * len(targets) + 2.6), layout="constrained")
     im = ax.imshow(rel, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     for i in range(len(targets)):
         for j in range(len(arms)):
@@ -207,8 +218,10 @@ def plot_matrix(res: dict, path: Path) -> Path:
     ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
     ax.set_yticks(range(len(targets)), targets)
     ax.set_xlabel("fine-tuned from (same samples for every arm)")
-    ax.set_title("Held-out VI after fine-tuning (bits, mean over seeds; bold = best of the row)")
-    fig.colorbar(im, ax=ax, label="VI − the row's scratch VI (bits); blue = better than scratch")
+    ax.set_title("Held-out VI after fine-tuning\n(bits, mean over seeds; bold = best of the row)", fontsize=10)
+    # horizontal, under the axes: a vertical label would be longer than a one-target figure is high
+    fig.colorbar(im, ax=ax, location="bottom", shrink=min(1.0, 4.0 / fig.get_figwidth() + 0.3), aspect=30,
+                 label="VI − the row's scratch VI (bits); blue = better than scratch")
     return save_figure(fig, path)
 
 
@@ -226,17 +239,26 @@ def plot_assessment(res: dict, path: Path) -> Path:
               for n in names]
     y = np.arange(len(names))[::-1]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 0.32 * len(names) + 1.6), sharey=True, layout="constrained")
-    ax1.barh(y, [r["regret"] for _, r in rows], color=colors)
+    regrets = [r["regret"] for _, r in rows]
+    ax1.barh(y, regrets, color=colors)
+    for yi, v in zip(y, regrets):  # the value too: a regret of 0 draws no bar
+        if np.isfinite(v):
+            ax1.text(v, yi, f" {v:.3f}", va="center", fontsize=7)
+    ax1.set_xlim(0, 1.25 * max([v for v in regrets if np.isfinite(v)] + [0.01]))
     ax1.set_yticks(y, names, fontsize=8)
     ax1.set_xlabel("mean regret of the pick (bits; lower is better)")
     ax2.barh(y, [r["spearman"] if np.isfinite(r["spearman"]) else 0 for _, r in rows], color=colors)
-    ax2.axvline(a["noise_ceiling_mean"], color="k", ls="--", lw=1, label=f"noise ceiling {a['noise_ceiling_mean']:.2f}")
+    ax2.set_xlim(-1.1, 1.1)  # Spearman's whole range: a ceiling of 1 is drawn inside the frame, not on it
+    ax2.set_xticks([-1, -0.5, 0, 0.5, 1])
+    ceiling = a["noise_ceiling_mean"]
+    if np.isfinite(ceiling):
+        ax2.axvline(ceiling, color="k", ls="--", lw=1, label=f"noise ceiling {ceiling:.2f}")
+        ax2.legend(fontsize=8, loc="lower right")
     ax2.axvline(0, color="k", lw=0.5)
     ax2.set_xlabel("pooled Spearman with realised VI (higher is better)")
-    ax2.legend(fontsize=8, loc="lower right")
     n_targets = len(a["noise_ceiling"])
-    fig.suptitle(f"Source-selection estimators on {n_targets} targets (red: the defaults; grey: baselines)",
-                 fontsize=10)
+    fig.suptitle(f"Source-selection estimators on {n_targets} target{'s' if n_targets != 1 else ''} "
+                 "(red: the defaults; grey: baselines)", fontsize=10)
     return save_figure(fig, path)
 
 

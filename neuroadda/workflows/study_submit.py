@@ -22,7 +22,7 @@ from pathlib import Path
 
 from neuroadda.config import TransferStudyConfig
 from neuroadda.errors import InputError
-from neuroadda.report import write_json
+from neuroadda.report import write_json, write_text
 from neuroadda.workflows import study
 from neuroadda.workflows.study import Element
 
@@ -69,7 +69,7 @@ def write_tasks(cfg: TransferStudyConfig, tasks: list[list[Element]], path: Path
 def write_scripts(cfg: TransferStudyConfig) -> dict:
     """Write OUT/slurm/{prepare,elements}.{tasks.json,sbatch}, study.json and aggregate.sbatch; returns paths
     (a stage with nothing left to do gets no script)."""
-    from neuroadda.cluster.slurm import directives, render, write_text
+    from neuroadda.cluster.slurm import directives, render
 
     cfg = absolute(cfg)
     study.check(cfg)

@@ -15,7 +15,7 @@ import yaml
 
 from neuroadda.cli.main import main
 from neuroadda.selection.select import safe_name
-from tests.conftest import ADAPT_CONFIG
+from tests.conftest import ADAPT_CONFIG, PRETRAIN_CONFIG
 from tests.conftest import labelled_volume as _volume
 from tests.conftest import tiny_backbone as _backbone
 
@@ -23,22 +23,6 @@ pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integratio
 
 REPO = Path(__file__).resolve().parents[2]
 WEIRD = "we ird 'q' \"d\" $(touch PWNED) `touch PWNED2`"
-
-
-PRETRAIN_CONFIG = """
-model:
-  channels: [4, 8, 16]
-data:
-  patch_size: [8, 16, 16]
-train:
-  max_steps: 3
-  batch_size: 1
-  val_every_n_steps: 10
-  val_patches: 1
-  thresholds: [0.3, 0.7]
-  logger: none
-  checkpoint_every: 0
-"""
 
 
 def _experiment(tmp_path, weird=True, budgets=(1, 2), sources=("src.h5",), pretrained=None):

@@ -68,7 +68,9 @@ def test_every_card_loads_and_is_consistent(path):
         assert card.local_dir.startswith("data/")
     else:
         assert card.homepage and card.homepage.startswith(("http://", "https://"))
-    if not card.downloadable and not card.bundled:
+    if card.local_only:  # a local copy never bundled: the card says why and where it is looked for
+        assert "NOT" in card.license and "NEUROADDA_DATA" in card.notes
+    elif not card.downloadable and not card.bundled:
         assert card.notes and "fetch" in card.notes, "cloud-only cards must say why fetch cannot download them"
     if any(f.url and not f.sha256 for f in card.files):
         assert "checksum" in card.notes.lower()
@@ -175,3 +177,71 @@ def test_misspelt_card_in_datasets_dir_fails_the_listing(tmp_path, monkeypatch):
     cards_mod._all_cards.cache_clear()
     with pytest.raises(ConfigError, match="homepag"):
         all_cards()
+
+
+def _crop_cards(tmp_path, monkeypatch, crop="[[0, 6], [0, 40], [20, 40]]"):
+    """A local-only file in a data home and two cards on it: the whole file and a crop of it."""
+    from tests.conftest import blob_labels, raw_from_labels
+
+    home, folder = tmp_path / "home", tmp_path / "cards"
+    (home / "lab_vol").mkdir(parents=True)
+    folder.mkdir()
+    lab = blob_labels((6, 40, 40), cell=6, seed=4)
+    with h5py.File(home / "lab_vol" / "vol.h5", "w") as f:
+        f["raw"], f["labels"] = raw_from_labels(lab, seed=4), lab
+    base = {"description": "d", "organism": "o", "species": "Mus musculus", "tissue": "t", "modality": "ssSEM",
+            "voxel_size_nm": [30.0, 6.0, 6.0], "files": [{"filename": "vol.h5"}],
+            "raw": {"file": "vol.h5", "key": "raw"}, "labels": {"file": "vol.h5", "key": "labels"},
+            "labels_kind": "3d_instance", "license": "NOT bundled", "citation": "c",
+            "local_dir": "data/lab_vol", "bundle": False, "notes": "found through NEUROADDA_DATA"}
+    (folder / "whole.yaml").write_text(yaml.safe_dump({**base, "name": "whole"}))
+    (folder / "half.yaml").write_text(yaml.safe_dump({**base, "name": "half", "crop": yaml.safe_load(crop)}))
+    monkeypatch.setenv("NEUROADDA_DATASETS", str(folder))
+    monkeypatch.setenv("NEUROADDA_DATA", str(home))
+    cards_mod._all_cards.cache_clear()
+    return home / "lab_vol" / "vol.h5", lab
+
+
+def test_a_crop_card_reads_its_box_of_a_shared_local_file(tmp_path, monkeypatch):
+    from neuroadda.data.cards import card_for_file
+    from neuroadda.data.volume import open_volume
+
+    path, lab = _crop_cards(tmp_path, monkeypatch)
+    half = open_volume("half", require_labels=True)
+    assert half.shape == (6, 40, 20) and not get_card("half").bundled and get_card("half").local_only
+    assert np.array_equal(half.labels.read((slice(1, 5), slice(3, 30), slice(2, 18))), lab[1:5, 3:30, 22:38])
+    with h5py.File(path) as f:
+        assert np.array_equal(half.raw.read((slice(0, 6), slice(0, 40), slice(0, 20))), f["raw"][:, :, 20:40])
+    # the file given by path is the whole file, never a crop card
+    assert card_for_file(path, None).name == "whole"
+    assert open_volume(str(path)).shape == (6, 40, 40)
+
+
+def test_a_crop_outside_the_file_and_a_missing_local_file_are_one_line(tmp_path, monkeypatch):
+    from neuroadda.data.volume import open_volume
+
+    path, _ = _crop_cards(tmp_path, monkeypatch, crop="[[0, 6], [0, 40], [20, 41]]")
+    with pytest.raises(InputError, match="crop .* does not lie inside the stored shape"):
+        open_volume("half")
+    path.unlink()
+    with pytest.raises(InputError, match="not bundled.*NEUROADDA_DATA") as e:
+        open_volume("whole")
+    assert "\n" not in str(e.value)
+
+
+MOUSE = Path(__file__).resolve().parents[3] / "shared" / "data" / "em"
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not (MOUSE / "mouse_s1cortex_atumsem_kasthuri2015_snemi3d_train").is_dir(),
+                    reason="the shared mouse cortex crop is not on this machine")
+def test_mouse_halves_tile_the_shared_crop(monkeypatch):
+    from neuroadda.data.volume import open_volume
+
+    monkeypatch.setenv("NEUROADDA_DATA", str(MOUSE))
+    whole, a, b = (open_volume(n, require_labels=True) for n in ("mouse-ac4", "mouse-ac4-a", "mouse-ac4-b"))
+    assert whole.shape == (100, 512, 512) and a.shape == b.shape == (100, 512, 256)
+    box = (slice(40, 44), slice(0, 512), slice(0, 256))
+    full = whole.labels.read((slice(40, 44), slice(0, 512), slice(0, 512)))
+    assert np.array_equal(a.labels.read(box), full[..., :256]) and np.array_equal(b.labels.read(box), full[..., 256:])
+    assert b.voxel_size == (30.0, 6.0, 6.0) and b.labels_kind == "3d_instance" and b.label_zero == "boundary"

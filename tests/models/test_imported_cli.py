@@ -52,18 +52,23 @@ def test_without_imported_candidates_consistency_stays(foreign, tmp_path, capsys
 
 
 def test_mmd2_skips_a_model_without_an_embedding_layer_in_one_line(foreign, tmp_path, capsys):
-    enc = save_torchscript(foreign.net, tmp_path / "enc.pt", {**SIDECAR, "embedding_layer": "encode"})
+    enc = save_torchscript(foreign.net, tmp_path / "enc.pt", {**SIDECAR, "embedding_layer": "encode",
+                                                              "source": str(foreign.target)})
+    nodata = save_torchscript(foreign.net, tmp_path / "nodata.pt", {**SIDECAR, "embedding_layer": "encode"})
     code, out, err = _run(capsys, "select-source", "--target", foreign.target, "--sources", foreign.source,
                           "--backbone", f"{foreign.source}={foreign.native}", "--model", f"lab-pkg={foreign.pkg}",
-                          "--model", f"{foreign.target}={enc}", "--estimator", "mmd2", "--patches", "8",
-                          "--permutations", "10", "--out", tmp_path / "sel", "--quiet")
+                          "--model", f"lab-enc={enc}", "--model", f"lab-nodata={nodata}", "--estimator", "mmd2",
+                          "--patches", "8", "--permutations", "10", "--out", tmp_path / "sel", "--quiet")
     assert code == 0, err
     rec = json.loads((tmp_path / "sel" / "selection.json").read_text())
     scores = rec["estimators"]["mmd2"]["scores"]
-    assert np.isfinite(scores[foreign.source]) and np.isfinite(scores[foreign.target])  # sidecar names a layer
-    assert np.isnan(scores["lab-pkg"]) and rec["ranking"][-1]["source"] == "lab-pkg"
+    assert np.isfinite(scores[foreign.source]) and np.isfinite(scores["lab-enc"])  # a layer and its sidecar's source
+    rows = {r["source"]: r for r in rec["ranking"]}
+    assert rows["lab-enc"]["source_data"] == str(foreign.target)
+    assert np.isnan(scores["lab-pkg"]) and np.isnan(scores["lab-nodata"])
+    assert {r["source"] for r in rec["ranking"][-2:]} == {"lab-pkg", "lab-nodata"}  # unscored rank last
     notes = [line for line in out.splitlines() if line.startswith("note: mmd2 skipped")]
-    assert len(notes) == 1 and "lab-pkg" in notes[0] and "embedding_layer" in notes[0]
+    assert len(notes) == 2 and "embedding_layer" in notes[0] + notes[1] and "not at hand" in notes[0] + notes[1]
 
 
 def test_fine_tune_from_a_package_then_predict_and_export_again(foreign, tmp_path, capsys):

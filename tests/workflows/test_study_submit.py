@@ -10,7 +10,6 @@ import pytest
 
 from neuroadda.cli.main import main
 from tests.cluster.conftest import slurm  # noqa: F401  (the real-SLURM fixture)
-from tests.workflows.test_study import study_env  # noqa: F401  (tiny datasets with their own cards)
 
 pytestmark = pytest.mark.integration  # the slow lane: pytest -m 'not integration' skips it
 

@@ -29,13 +29,17 @@ from neuroadda.selection.estimators.prediction import (
 class Context:
     """What an estimator may look at.
 
-    target: dataset name or PATH[:KEY] (raw is enough); voxel_size: (z, y, x) nm the target is used at (None =
-    as stored); backbones: {source: checkpoint}; labelled: annotated target samples ((raw, gt), ...) for the
-    estimators that need labels (empty before annotation), with ``labels_kind`` saying how they are scored."""
+    target: dataset name or PATH[:KEY] (raw is enough); voxel_size: (z, y, x) nm of the grid the target is
+    used at before it meets each backbone (None = as stored; the study's grid, or the annotated samples' grid);
+    stored_voxel_size: the target's own voxel size when its card or file does not say it; backbones: {source:
+    checkpoint}; labelled: annotated target samples ((raw, gt), ...) on the ``voxel_size`` grid for the
+    estimators that need labels (empty before annotation), with ``labels_kind`` saying how they are scored.
+    Every estimator lets each backbone see the target where the two meet (:mod:`neuroadda.data.grid`)."""
 
     target: str
     backbones: dict[str, Path]
     voxel_size: tuple[float, float, float] | None = None
+    stored_voxel_size: tuple[float, float, float] | None = None
     n_patches: int = 256
     seed: int = 0
     permutations: int = 200
@@ -43,6 +47,13 @@ class Context:
     labels_kind: str = "3d_instance"
     pooling: str = "mean"  # mmd2 only: global pooling of the bottleneck
     space: str = "standardize"  # mmd2 only: per-backbone normalisation of the embeddings
+
+    def target_volume(self):
+        """The target (raw only) on the ``voxel_size`` grid, lazily."""
+        from neuroadda.data.volume import open_volume
+
+        return open_volume(self.target, labels_key=None, voxel_size=self.stored_voxel_size,
+                           resample_to=self.voxel_size)
 
 
 ESTIMATORS: dict[str, Callable[[Context, bool], dict]] = {

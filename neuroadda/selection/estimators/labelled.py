@@ -62,25 +62,24 @@ def _voxels(feats: np.ndarray, affs: np.ndarray, mask: np.ndarray, rng) -> list[
 
 def logme_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.data.affinities import affinities_from_labels
-    from neuroadda.data.volume import open_volume
-    from neuroadda.models.checkpoint import load_backbone
-    from neuroadda.selection.estimators.prediction import skipped
+    from neuroadda.data.grid import grid_shape
+    from neuroadda.data.volume import resize
+    from neuroadda.selection.estimators.prediction import backbones_on_target, skipped
 
     _need_labels(ctx)
-    vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
     kind = ctx.labels_kind
+    at = ctx.target_volume().voxel_size  # the samples' grid
     detail = {}
-    for s, ckpt in ctx.backbones.items():
-        bb = load_backbone(ckpt)
-        net, meta = bb
+    for s, net, _meta, norm, vol in backbones_on_target(ctx):
         why = net.missing_features("feature")
         if why is not None:
             detail[s] = skipped("logme", f"{why} (LogME needs the decoder's features)")
             continue
-        norm = bb.normalizer_for(vol.raw)
         rng = np.random.default_rng(ctx.seed)
         per_channel = [[], [], []]
-        for raw, gt in ctx.labelled:
+        for raw, gt in ctx.labelled:  # features and targets where the backbone meets the target
+            shape = grid_shape(raw.shape, at, vol.voxel_size)
+            raw, gt = resize(raw, shape, labels=False), resize(gt, shape, labels=True)
             x = torch.from_numpy(_padded(norm(raw), net.total_stride)[None, None])
             with torch.inference_mode():
                 feats = net.eval().decoder_features(x)[0].numpy()[(slice(None),) + full_box(raw.shape)]
@@ -110,10 +109,11 @@ def zero_shot_vi_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.selection.estimators.prediction import backbones_on_target
 
     _need_labels(ctx)
+    at = ctx.target_volume().voxel_size  # the samples' grid: scored there, predicted where the backbone meets it
     detail = {}
     for s, net, meta, norm, _vol in backbones_on_target(ctx):
         t, table = threshold_table(net, list(ctx.labelled), norm, THRESHOLDS, meta["patch_size"],
-                                   labels_kind=ctx.labels_kind)
+                                   labels_kind=ctx.labels_kind, grid=(at, meta["voxel_size"]))
         best = next(r for r in table if r["threshold"] == t)
         detail[s] = {"score": best["vi"], "threshold": t, "vi_split": best["vi_split"], "vi_merge": best["vi_merge"]}
     return {"scores": {s: d["score"] for s, d in detail.items()}, "detail": detail,

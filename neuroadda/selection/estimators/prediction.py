@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from neuroadda.data.grid import anisotropy, is_isotropic, meet
 from neuroadda.metrics.stats import bootstrap_ci
 from neuroadda.vocab import THREE_D, TWO_D
 
@@ -35,16 +36,6 @@ DEGENERATE = (0.002, 0.6)
 MERGED = 0.9  # consistency: a clean segmentation whose largest segment covers more than this of the patch
 Z_RATIO = 4.0
 ANISO_FACTOR = 2.0
-
-
-def anisotropy(voxel_size) -> float:
-    """z spacing over the finer in-plane spacing (1 = isotropic)."""
-    z, y, x = (float(v) for v in voxel_size)
-    return z / min(y, x)
-
-
-def is_isotropic(voxel_size) -> bool:
-    return anisotropy(voxel_size) < 2.0
 
 
 def compatibility(meta: dict, target_voxel_size) -> dict:
@@ -113,13 +104,15 @@ def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: 
 
 def backbones_on_target(ctx):
     """Yield ``(source, net, meta, normaliser, target volume)`` for every backbone of ``ctx``: the target (raw
-    only) at ``ctx.voxel_size``, each backbone with the normaliser it was trained with, fitted on the target."""
-    from neuroadda.data.volume import open_volume
+    only; at ``ctx.voxel_size`` when given, else as stored) seen on each backbone's grid
+    (:func:`neuroadda.data.volume.seen_by`), with the normaliser the backbone was trained with, fitted there."""
+    from neuroadda.data.volume import seen_by
     from neuroadda.models.checkpoint import load_backbone
 
-    vol = open_volume(ctx.target, labels_key=None, resample_to=ctx.voxel_size)
+    target = ctx.target_volume()
     for s, ckpt in ctx.backbones.items():
         bb = load_backbone(ckpt)
+        vol = seen_by(target, bb.voxel_size)
         yield s, bb.net, bb.meta, bb.normalizer_for(vol.raw), vol
 
 
@@ -134,13 +127,14 @@ def _per_source(ctx, fn):
 
 
 def compat_estimator(ctx, progress: bool = False) -> dict:
-    from neuroadda.data.volume import open_volume
     from neuroadda.models.checkpoint import load_backbone
 
-    vs = ctx.voxel_size or open_volume(ctx.target, labels_key=None).voxel_size
-    detail = {s: compatibility(load_backbone(p)[1], vs) for s, p in ctx.backbones.items()}
+    vs = ctx.target_volume().voxel_size
+    metas = {s: load_backbone(p)[1] for s, p in ctx.backbones.items()}
+    detail = {s: compatibility(m, meet(vs, m["voxel_size"])) for s, m in metas.items()}
     return {"scores": {s: 0.0 if d["compatible"] else 1.0 for s, d in detail.items()}, "detail": detail,
-            "settings": {"target_voxel_size": list(vs), "aniso_factor": ANISO_FACTOR}}
+            "settings": {"target_voxel_size": list(vs), "aniso_factor": ANISO_FACTOR,
+                         "grid": "each backbone's meeting grid (neuroadda.data.grid)"}}
 
 
 def binary_entropy_bits(p: torch.Tensor) -> torch.Tensor:

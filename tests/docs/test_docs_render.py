@@ -1,0 +1,117 @@
+"""The rendered documentation is current and renders any study: every number on the results pages and in the
+README comes from a committed json through ``docs/render.py``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "docs"))
+
+import render  # noqa: E402
+import render_results  # noqa: E402
+
+from tests.test_figures import study  # noqa: E402
+
+RESULT_PAGES = ["README.md", *(f"docs/results/{p}.md" for p in
+                               ("index", "transfer-study", "active-learning", "demo", "recipe", "blockwise",
+                                "cross-species"))]
+
+
+def test_every_page_and_the_readme_are_current():
+    assert render.stale() == [], "re-render with: python docs/render.py"
+    assert "<!-- render:headline -->" in (REPO / "README.md").read_text()
+
+
+def test_a_changed_json_makes_its_page_stale_and_rendering_updates_it(tmp_path):
+    (tmp_path / "docs/results/demo").mkdir(parents=True)  # the demo page and its json only: quick to render
+    shutil.copy(REPO / "docs/results/demo.md", tmp_path / "docs/results/demo.md")
+    root, demo = tmp_path, tmp_path / "docs/results/demo/demo.json"
+    shutil.copy(REPO / "docs/results/demo/demo.json", demo)
+    data = json.loads(demo.read_text())
+    data["vi_reduction_pct"] = 98.7
+    demo.write_text(json.dumps(data))
+    stale = render.stale(root)
+    assert any(s.startswith("docs/results/demo.md") and "demo.summary" in s for s in stale), stale
+    for page, (_, new) in render.render(root).items():
+        page.write_text(new)
+    assert "**98.7 %**" in (root / "docs/results/demo.md").read_text() and render.stale(root) == []
+
+
+def test_an_unknown_block_is_an_error(tmp_path):
+    with pytest.raises(SystemExit, match="unknown block 'nope'"):
+        render.fill("<!-- render:nope -->\n<!-- /render:nope -->", tmp_path, "x.md")
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 2), (2, 5, 8)], ids=["1target-1source", "2targets-5sources-8seeds"])
+def test_the_study_blocks_render_whatever_the_json_holds(shape, tmp_path):
+    from neuroadda.workflows.study_results import decide_defaults
+
+    res = study(*shape, budgets=(2, 4), estimators=("mmd2", "consistency", "consistency-input", "logme"))
+    decide_defaults(res)
+    res["cross_species"] = {"mouse-ac4-b": {"vnc-gerhard2013": [1.0, 2.0]}}  # a field this renderer does not know
+    first = next(iter(res["targets"].values()))
+    del first["arms"]["scratch"]["vi_split"]  # a field a study may not record
+    path = tmp_path / render_results.STUDY
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(res))
+    text = "\n".join(render.BLOCKS[name](tmp_path, None) for name in render.BLOCKS
+                     if name.startswith("transfer.") or name == "headline")
+    for t, b in res["targets"].items():
+        assert f"`{t}`" in text
+        assert all(a in text for a in b["arms"])
+    assert all(e in text for e in ("mmd2", "consistency-input", "logme"))
+    assert "**cross_species**" in text and "mouse-ac4-b" in text
+    assert "n = 2" in text and "n = 4" in text  # the VI-vs-n table of both budgets
+
+
+def test_active_learning_renders_only_when_present(tmp_path):
+    assert "No active-learning study is committed yet" in render_results.active_learning(tmp_path)
+    path = tmp_path / render_results.ACTIVE
+    path.parent.mkdir(parents=True)
+    arms = {"median-uncertainty@n4": {"vi": [1.0, 1.2, 1.1]}, "random@n4": {"vi": [1.3, 1.4, 1.2]},
+            "scratch@n4": {"vi": [1.5, 1.6, 1.7]}, "median-uncertainty@n8": {"vi": [0.9, 1.0, 0.8]},
+            "scratch@n8": {"vi": [1.2, 1.1, 1.3]}}
+    path.write_text(json.dumps({"targets": {"mouse-ac4-b": {"source": "vnc-gerhard2013", "seeds": [0, 1, 2],
+                                                             "arms": arms}},
+                                "default_strategy": "median-uncertainty"}))
+    text = render_results.active_learning(tmp_path)
+    assert "**median-uncertainty**" in text and "`vnc-gerhard2013`" in text
+    rows = [line for line in text.splitlines() if line.startswith("| median-uncertainty | 4 ")]
+    assert len(rows) == 1 and "1.100 ± 0.100" in rows[0] and "-0.500" in rows[0]  # paired with scratch@n4
+    assert sum(line.startswith("| scratch |") for line in text.splitlines()) == 2
+
+
+def prose(text: str) -> str:
+    """``text`` without rendered blocks, code, HTML comments, link targets and image paths."""
+    text = render.MARKER.sub("", text)
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    text = re.sub(r"`[^`]*`", "", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return re.sub(r"arXiv:\d+\.\d+|\b95 % (?=CI|interval|bootstrap|t-interval)", "", text)  # names, not data
+
+
+def test_no_measured_number_outside_a_rendered_block():
+    numbers = re.compile(r"\d+\.\d+|\d+\s*%|\d+\s*(?:bits|GB|MB|ms|s|min|seconds|minutes)\b")
+    for rel in RESULT_PAGES:
+        found = numbers.findall(prose((REPO / rel).read_text()))
+        assert not found, f"{rel}: numbers outside rendered blocks: {found}"
+    assert numbers.findall(prose("VI 2.31 bits, 23.8 %, 182 s and `1.0` <!-- render:x -->\n9.9\n<!-- /render:x -->"))\
+        == ["2.31", "23.8", "182 s"]
+
+
+def test_readme_is_a_front_door():
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    fences = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    assert fences[0].strip().endswith("neuroadda demo") and "pip install -e ." in fences[0]
+    assert fences[1].strip().endswith("python -m pytest -q") and '".[dev]"' in fences[1]
+    ci = (REPO / ".ci/run").read_text()
+    assert "python -m pytest -q" in ci and "mkdocs build --strict" in ci

@@ -203,7 +203,7 @@ def check_runs(net: ImportedNet, patch, where: str, channels: int) -> None:
 
 def load_torchscript(path: str | Path):
     """A TorchScript file and its sidecar (required) as a :class:`~neuroadda.models.checkpoint.Backbone`."""
-    from neuroadda.models.checkpoint import imported_backbone
+    from neuroadda.models.record import imported_backbone
     from neuroadda.models.sidecar import affinity_channels, check_output, normalization_spec, read_sidecar
 
     path = Path(path)

@@ -143,8 +143,8 @@ def _archive(descr, where: str) -> bytes:
 
 def load_package(path: str | Path):
     """The package at ``path`` as a Backbone (network in eval mode, checked on a zero input before any work)."""
-    from neuroadda.models.checkpoint import imported_backbone
     from neuroadda.models.imported import Adapter, ImportedNet, check_runs
+    from neuroadda.models.record import imported_backbone
     from neuroadda.models.sidecar import affinity_channels, check_output, normalization_spec, read_sidecar
 
     path = Path(path)

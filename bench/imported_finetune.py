@@ -58,6 +58,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_imported"))
     ap.add_argument("--arm", action="append", default=[], metavar="NAME=MODEL", help="another model to fine-tune")
+    ap.add_argument("--result", default=str(RESULT), help="the json to write (default: %(default)s)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -84,7 +85,8 @@ def main() -> int:
         d = out / f"seed{seed}"
         steps.run(f"seed {seed}: {cfg.n} samples picked by the package", d / "samples.json",
                   lambda d=d, seed=seed: write_samples(select_samples(vol, bb.net, norms["package"], ac.active, cfg.n,
-                                                                      seed=seed), d, vol, export=False))
+                                                                      seed=seed, model_voxel_size=bb.voxel_size),
+                                                       d, vol, export=False))
         rec = load_samples(d / "samples.json")
         labels = sample_labels(vol, rec["boxes"], [s["name"] for s in rec["samples"]])
         for arm, init in arms.items():
@@ -112,7 +114,7 @@ def main() -> int:
                     "threads": torch.get_num_threads(), "note": "2-core VM shared with a long background job, "
                                                                 "nice -n 15"},
         "code_version": code_version(), "seconds": steps.seconds, "date": time.strftime("%Y-%m-%d")}
-    write_json(RESULT, result)
+    write_json(args.result, result)
     for arm in arms:
         m, sd = mean_sd(vi[arm])
         r = result["finetuned_minus_zero_shot"][arm]
@@ -121,7 +123,7 @@ def main() -> int:
               f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}], Wilcoxon p {r['wilcoxon_p']:.3f}")
     r = result["finetuned_package_minus_finetuned_native"]
     print(f"package - native, fine-tuned: {r['mean']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]")
-    print(f"wrote {RESULT}")
+    print(f"wrote {args.result}")
     return 0
 
 

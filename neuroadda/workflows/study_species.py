@@ -84,7 +84,8 @@ def preference_rows(res: dict, info: dict) -> list[dict]:
 
 def cross_species(res: dict) -> dict:
     """The cross-species block of results.json (computed from ``res`` and ``res["datasets"]`` alone)."""
-    from neuroadda.selection.phylogeny import load_tree, mantel_test
+    from neuroadda.errors import ConfigError, InputError
+    from neuroadda.selection.phylogeny import divergence_matrix, load_tree, mantel_test
 
     info = res["datasets"]
     items = sorted({v["item"] for v in info.values()})
@@ -92,14 +93,17 @@ def cross_species(res: dict) -> dict:
           for t, b in res["targets"].items() if b["seeds"]}
     mmd = {t: b["estimators"]["mmd2"] for t, b in res["targets"].items() if "mmd2" in b.get("estimators", {})}
     rep = {it: next(n for n in sorted(info) if info[n]["item"] == it) for it in items}
-    tree = load_tree()
-    species = np.array([[tree.mya(info[rep[a]]["species"], info[rep[b]]["species"]) for b in items] for a in items])
+    try:
+        species = divergence_matrix([info[rep[it]]["species"] for it in items], load_tree())
+    except (ConfigError, InputError) as e:  # no phylogeny file for these cards, or a species not in it
+        species, species_note = None, str(e)
     modality = np.array([[float(info[rep[a]]["modality"] != info[rep[b]]["modality"]) for b in items]
                          for a in items])
     transfer = item_distance(vi, info, items)
     out = {"items": items, "species": {it: info[rep[it]]["species"] for it in items},
            "modality": {it: info[rep[it]]["modality"] for it in items},
-           "transfer_distance": transfer.tolist(), "divergence_mya": species.tolist(),
+           "transfer_distance": transfer.tolist(),
+           "divergence_mya": None if species is None else species.tolist(),
            "modality_distance": modality.tolist(), "preference": preference_rows(res, info), "mantel": {}}
     pairs = {"transfer ~ species": (transfer, species), "transfer ~ modality": (transfer, modality)}
     if mmd:
@@ -108,7 +112,9 @@ def cross_species(res: dict) -> dict:
         pairs.update({"transfer ~ MMD²": (transfer, mmd_d), "MMD² ~ species": (mmd_d, species),
                       "MMD² ~ modality": (mmd_d, modality)})
     for name, (a, b) in pairs.items():
-        if np.isfinite(a).all() and np.isfinite(b).all():
+        if a is None or b is None:
+            out["mantel"][name] = {"r": None, "p_value": None, "note": species_note}
+        elif np.isfinite(a).all() and np.isfinite(b).all():
             r = mantel_test(a, b)
             out["mantel"][name] = {k: r[k] for k in ("r", "p_value", "n", "n_pairs", "exact", "note")}
         else:

@@ -65,9 +65,11 @@ def add_backbone_args(p) -> None:
                         "file with its sidecar YAML (repeatable)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=MODEL",
                    help="one more candidate that is no --sources entry, e.g. another lab's model (any kind --backbone "
-                        "takes; NAME is a label, or the dataset or path it was trained on; repeatable)")
+                        "takes; NAME is a label: MMD² reads it as the training data when it is a dataset or path, "
+                        "else the source the model records; repeatable)")
     p.add_argument("--backbones", default=None, metavar="DIR",
-                   help="folder with DIR/<source>/model.pt (as 'neuroadda pretrain --out DIR/<source>' writes)")
+                   help="folder with DIR/<source>/model.pt (as 'neuroadda pretrain --out DIR/<source>' writes), or "
+                        "DIR/<source>.pt, DIR/<source>.zip, DIR/<source>/rdf.yaml")
     p.add_argument("--pretrain-missing", action="store_true",
                    help="pretrain a backbone for every source without one (into --backbones or OUT/backbones)")
     p.add_argument("--pretrain-config", default=None,

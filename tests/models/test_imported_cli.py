@@ -201,3 +201,9 @@ def test_adapt_with_only_an_imported_model(foreign, tmp_path, capsys):
     assert set(rep["arms"]) == {"finetuned", "scratch"} and all(np.isfinite(a["vi"][0]) for a in rep["arms"].values())
     scratch = load_backbone(tmp_path / "adapt" / "seed0" / "round1" / "scratch" / "model.pt")
     assert isinstance(scratch.net, ImportedNet) and scratch.meta["kind"] == "scratch"  # fresh weights, same network
+
+
+def test_feature_dropout_consistency_skips_an_imported_model_alone(foreign):
+    res = estimate("consistency", Context(foreign.target, {"lab-ts": foreign.ts, foreign.source: foreign.native}))
+    assert np.isnan(res["scores"]["lab-ts"]) and "internals are unknown" in res["detail"]["lab-ts"]["skipped"]
+    assert np.isfinite(res["scores"][foreign.source])  # ours keeps its feature-dropout score (the study's estimator)

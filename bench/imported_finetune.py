@@ -67,7 +67,7 @@ def main() -> int:
     native = REPO / "datasets" / "backbones" / "gala-train.pt"
     pkg = out / "gala-train.bioimageio.zip"
     arms = {"package": pkg, "native": native, **{a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in args.arm}}
-    steps = Steps(1 + len(arms) + args.seeds * (1 + 2 * len(arms)))
+    steps = Steps(1 + len(arms) + args.seeds * (1 + 3 * len(arms)))
     steps.run("export the demo's gala-train backbone as a bioimage.io package", pkg,
               lambda: export_package(native, out / "gala-train.bioimageio", zip_too=True))
     vol = open_volume(cfg.target)
@@ -96,7 +96,13 @@ def main() -> int:
                               progress=False))
             steps.run(f"seed {seed}: evaluate the {arm} arm", a / "eval.json",
                       partial(evaluate_heldout, a / "model.pt", held, norms[arm], a / "eval.json"))
+            fixed = a / "at_zero_shot_threshold" / "eval.json"  # the weights alone: the imported model's threshold
+            steps.run(f"seed {seed}: evaluate the {arm} arm at the zero-shot threshold", fixed,
+                      partial(evaluate_heldout, a / "model.pt", held, norms[arm], fixed,
+                              threshold=json.loads(zs[arm].read_text())["threshold"]))
     evals = {arm: [json.loads((out / f"seed{s}" / arm / "eval.json").read_text()) for s in seeds] for arm in arms}
+    at_zs = {arm: [json.loads((out / f"seed{s}" / arm / "at_zero_shot_threshold" / "eval.json").read_text())["vi"]
+                   for s in seeds] for arm in arms}
     zero = {arm: json.loads(p.read_text()) for arm, p in zs.items()}
     vi = {arm: [e["vi"] for e in evals[arm]] for arm in evals}
     result = {
@@ -107,8 +113,10 @@ def main() -> int:
         "seeds": seeds, "models": {arm: str(m) for arm, m in arms.items()},
         "zero_shot": {k: {m: v[m] for m in ("vi", "vi_split", "vi_merge", "threshold")} for k, v in zero.items()},
         "arms": {arm: {**{m: [e[m] for e in evals[arm]] for m in ("vi", "vi_split", "vi_merge", "threshold")},
-                       "mean_sd": mean_sd(vi[arm])} for arm in evals},
+                       "mean_sd": mean_sd(vi[arm]), "vi_at_zero_shot_threshold": at_zs[arm]} for arm in evals},
         "finetuned_minus_zero_shot": {arm: paired(vi[arm], [zero[arm]["vi"]] * len(seeds)) for arm in arms},
+        "finetuned_minus_zero_shot_at_its_threshold": {arm: paired(at_zs[arm], [zero[arm]["vi"]] * len(seeds))
+                                                       for arm in arms},
         "finetuned_package_minus_finetuned_native": paired(vi["package"], vi["native"]),
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "note": "2-core VM shared with a long background job, "
@@ -121,6 +129,10 @@ def main() -> int:
         print(f"{arm}: zero-shot {zero[arm]['vi']:.3f}; fine-tuned {m:.3f} ± {sd:.3f} "
               f"({', '.join(f'{v:.3f}' for v in vi[arm])}); minus zero-shot {r['mean']:+.3f} "
               f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}], Wilcoxon p {r['wilcoxon_p']:.3f}")
+        r = result["finetuned_minus_zero_shot_at_its_threshold"][arm]
+        print(f"  at the zero-shot threshold {zero[arm]['threshold']:g}: fine-tuned "
+              f"{', '.join(f'{v:.3f}' for v in at_zs[arm])}; minus zero-shot {r['mean']:+.3f} "
+              f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]")
     r = result["finetuned_package_minus_finetuned_native"]
     print(f"package - native, fine-tuned: {r['mean']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]")
     print(f"wrote {args.result}")

@@ -41,7 +41,7 @@ class Adapter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    output: str  # "affinities" | "boundaries" (checked by sidecar.check_output before an Adapter is made)
+    output: str  # "affinities" | "boundaries" (check_runs refuses anything else by what the module outputs)
     values: str  # "logits" | "probabilities"
     channels: tuple[int, int, int] = (0, 1, 2)  # affinities: the module's channel of z, y, x
     stride: tuple[int, int, int] = (1, 1, 1)  # input sizes must be multiples of this
@@ -204,11 +204,11 @@ def check_runs(net: ImportedNet, patch, where: str, channels: int) -> None:
 def load_torchscript(path: str | Path):
     """A TorchScript file and its sidecar (required) as a :class:`~neuroadda.models.checkpoint.Backbone`."""
     from neuroadda.models.record import imported_backbone
-    from neuroadda.models.sidecar import affinity_channels, check_output, normalization_spec, read_sidecar
+    from neuroadda.models.sidecar import affinity_channels, normalization_spec, read_sidecar
 
     path = Path(path)
     side, side_path = read_sidecar(path, required=True)
-    kind = check_output(side.output, 3 if side.output == "affinities" else 1, str(path))
+    kind = side.output  # checked against what the model really outputs by check_runs, below
     adapter = Adapter(output=kind, values=side.values,
                       channels=affinity_channels(side.offsets, str(side_path)) if kind == "affinities" else (0, 1, 2),
                       stride=tuple(side.stride or (1, 1, 1)), embedding_layer=side.embedding_layer,
@@ -221,7 +221,7 @@ def load_torchscript(path: str | Path):
     if any(p % s for p, s in zip(side.patch_size, adapter.stride)):
         raise InputError(f"{side_path}: patch_size {tuple(side.patch_size)} is not a multiple of stride "
                          f"{adapter.stride}")
-    check_runs(net, side.patch_size, str(path), 3 if kind == "affinities" else 1)
+    check_runs(net, side.patch_size, str(path), {"affinities": 3, "boundaries": 1}.get(kind, 0))
     return imported_backbone(net, {
         "origin": "torchscript", "model_file": str(path), "sidecar": str(side_path),
         "name": side.name or path.stem, "description": side.description, "citation": side.citation,

@@ -250,29 +250,16 @@ def headline(root: Path, arg=None) -> str:
 
 # --------------------------------------------------------------------------------------- active learning
 def active_learning(root: Path, arg=None) -> str:
-    """Every strategy@n arm against scratch at the same n, paired on seeds, per target."""
-    from neuroadda.metrics.stats import bootstrap_ci
+    """The factor's tables as ``results.md`` has them (strategies against random with CIs, annotation savings,
+    the ceiling, the default strategy and why), without its title."""
+    from neuroadda.workflows.study_al_results import al_tables
 
     res = load(root, ACTIVE)
     if res is None:
         return (f"No active-learning study is committed yet (`{ACTIVE}`); this section fills in when it lands "
                 "(`python docs/render.py`).")
-    out = [f"Default strategy: **{res.get('default_strategy', 'not decided')}**."]
-    for t, b in res.get("targets", {}).items():
-        arms = b.get("arms", {})
-        rows = []
-        for name in sorted(arms, key=lambda s: (s.split("@")[-1], s)):
-            strategy, _, n = name.partition("@")
-            v = arms[name].get("vi", [])
-            base = arms.get(f"scratch@{n}", {}).get("vi", [])
-            diff = "—"
-            if strategy != "scratch" and len(v) == len(base) >= 2:
-                m, lo, hi = bootstrap_ci([x - y for x, y in zip(v, base)])
-                diff = f"{num(m, sign=True)} {interval(lo, hi)}"
-            rows.append([strategy, n.lstrip("n"), pm(*mean_sd(v)), diff, ", ".join(num(x) for x in v)])
-        out += ["", f"**{t}** (source `{b.get('source', '—')}`, seeds {b.get('seeds', '—')})", "",
-                table(["strategy", "n", "VI (mean ± sd)", "− scratch at n [95 % CI]", "per seed"], rows, "lrrrl")]
-    return "\n".join(out)
+    text = al_tables(res).split("\n", 2)[2].strip()  # drop the '# ...' title line and the blank after it
+    return text.replace("\n## ", "\n### ")
 
 
 BLOCKS = {"transfer.design": design, "transfer.tables": study_tables, "transfer.per_seed": per_seed,

@@ -72,20 +72,25 @@ def test_the_study_blocks_render_whatever_the_json_holds(shape, tmp_path):
 
 
 def test_active_learning_renders_only_when_present(tmp_path):
+    from neuroadda.workflows.study_al_results import RULE, decide_strategy
+
     assert "No active-learning study is committed yet" in render_results.active_learning(tmp_path)
     path = tmp_path / render_results.ACTIVE
     path.parent.mkdir(parents=True)
-    arms = {"median-uncertainty@n4": {"vi": [1.0, 1.2, 1.1]}, "random@n4": {"vi": [1.3, 1.4, 1.2]},
-            "scratch@n4": {"vi": [1.5, 1.6, 1.7]}, "median-uncertainty@n8": {"vi": [0.9, 1.0, 0.8]},
-            "scratch@n8": {"vi": [1.2, 1.1, 1.3]}}
-    path.write_text(json.dumps({"targets": {"mouse-ac4-b": {"source": "vnc-gerhard2013", "seeds": [0, 1, 2],
-                                                             "arms": arms}},
-                                "default_strategy": "median-uncertainty"}))
+    arms = {"median-uncertainty@n4": [1.0, 1.2, 1.1], "random@n4": [1.3, 1.4, 1.2], "scratch@n4": [1.5, 1.6, 1.7],
+            "median-uncertainty@n8": [0.9, 1.0, 0.8], "random@n8": [1.0, 1.1, 1.0], "scratch@n8": [1.2, 1.1, 1.3]}
+    res = decide_strategy({"targets": {"mouse-ac4-b": {
+        "source": "vnc-gerhard2013", "seeds": [0, 1, 2], "zero_shot": 2.0, "ceiling": {"seeds": [0], "vi": [0.5]},
+        "arms": {a: {"vi": v, "vi_split": v, "vi_merge": [0.0] * 3} for a, v in arms.items()}}},
+        "strategies": ["random", "median-uncertainty"], "budgets": [4, 8], "decision_n": 4,
+        "source_estimator": "consistency", "rule": RULE})
+    path.write_text(json.dumps(res))
     text = render_results.active_learning(tmp_path)
-    assert "**median-uncertainty**" in text and "`vnc-gerhard2013`" in text
-    rows = [line for line in text.splitlines() if line.startswith("| median-uncertainty | 4 ")]
-    assert len(rows) == 1 and "1.100 ± 0.100" in rows[0] and "-0.500" in rows[0]  # paired with scratch@n4
-    assert sum(line.startswith("| scratch |") for line in text.splitlines()) == 2
+    assert "mouse-ac4-b (source vnc-gerhard2013, 3 seeds)" in text and "### The default strategy" in text
+    rows = [line for line in text.splitlines() if line.startswith("| median-uncertainty | ")]
+    assert "1.100 ± 0.100" in rows[0]  # the VI table: n = 4, then n = 8
+    assert any(line.startswith("| median-uncertainty | 4 | -0.200 [") for line in text.splitlines())  # vs random
+    assert sum(line.startswith("| scratch |") for line in text.splitlines()) == 1
 
 
 def prose(text: str) -> str:

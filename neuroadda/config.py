@@ -297,8 +297,9 @@ class TransferStudyConfig(_Strict):
                               "features, the same for every source)")
     median_uncertainty: bool = Field(False, description="also each source's own median-uncertainty samples, "
                                                         "as a separate factor")
-    backbones: str = Field("runs/study/backbones", description="folder with <source>/model.pt; missing ones "
-                                                               "are pretrained with the default recipe")
+    backbones: str = Field("runs/study/backbones", description="folder with <source>/model.pt (or <source>.pt, "
+                                                               "<source>.zip, <source>/rdf.yaml: any model kind); "
+                                                               "missing ones are pretrained with the default recipe")
     pretrain_config: str | None = Field(None, description="default configs/pretrain.yaml")
     pretrain_configs: dict[str, str] = Field({}, description="source -> pretrain config overriding pretrain_config")
     adapt_config: str | None = Field(None, description="fine-tuning schedule etc. (default configs/adapt.yaml)")

@@ -44,6 +44,9 @@ def select_samples(vol: LabelledVolume, net, normalizer, cfg: ActiveConfig, n: i
                                         holdout_axis=cfg.holdout_axis)
     except ValueError as e:
         raise InputError(f"{vol.name}: {e} (set active.candidate_size smaller)") from None
+    why = net.missing_features("embedding") if cfg.strategy in NEEDS_EMBEDDINGS else None
+    if why is not None:
+        raise InputError(f"strategy {cfg.strategy} compares candidates by encoder features, and the model is {why}")
     cands = boxes_at(origins[stratified_subsample(origins, cfg.candidate_size, cfg.max_candidates, seed)],
                      cfg.candidate_size)
     excluded = {tuple(map(tuple, box_to_json(b))) for b in exclude}

@@ -43,7 +43,8 @@ def register(sub) -> None:
     s.add_argument("--target", required=True,
                    help="target dataset name, PATH[:KEY] (HDF5, zarr/OME-Zarr, N5, precomputed, TIFF, .npy) or URL "
                         "(precomputed://..., n5://...); unlabelled is fine")
-    s.add_argument("--backbone", required=True, help="source backbone checkpoint (model.pt)")
+    s.add_argument("--backbone", required=True, help="source model: a checkpoint (model.pt), a bioimage.io package "
+                                                     "(folder or zip) or a TorchScript file with its sidecar YAML")
     s.add_argument("--n", type=positive_int, default=4, help="samples to pick (default: %(default)s)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--max-candidates", type=int, default=None, metavar="N",
@@ -65,8 +66,9 @@ def register(sub) -> None:
                                    "The waterz threshold is chosen on the labelled samples. Writes OUT/model.pt.")
     f.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] the samples came from")
     f.add_argument("--samples", required=True, help="samples.json written by select-samples")
-    f.add_argument("--backbone", required=True, help="checkpoint to start from, or 'scratch' (the architecture of "
-                                                     "the backbone recorded in samples.json, fresh weights)")
+    f.add_argument("--backbone", required=True, help="model to start from (a checkpoint, a bioimage.io package or "
+                                                     "TorchScript + sidecar), or 'scratch' (the architecture of the "
+                                                     "backbone recorded in samples.json, fresh weights)")
     f.add_argument("--labels", default=None, metavar="DIR",
                    help="annotations: DIR/sample_XX.h5 (dataset 'labels') or DIR/sample_XX_labels.tif")
     f.add_argument("--out", required=True, help="output folder for model.pt")
@@ -80,7 +82,8 @@ def register(sub) -> None:
                                    "(labels from the target's ground truth), segment and score the held-out region. "
                                    "Writes OUT/report.{json,md,png}. Killed runs resume with the same command.")
     a.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] with labels")
-    a.add_argument("--sources", nargs="+", required=True, help="candidate source dataset names or PATH[:KEY]")
+    a.add_argument("--sources", nargs="*", default=[], help="candidate source dataset names or PATH[:KEY] (their "
+                                                            "models: --backbone/--backbones; others: --model)")
     add_backbone_args(a)
     a.add_argument("--n", type=positive_int, default=4, help="samples per round (default: %(default)s)")
     a.add_argument("--seeds", type=positive_int, default=3, help="number of seeds (default: %(default)s)")
@@ -135,8 +138,10 @@ def run_finetune(args) -> int:
 
 def run_adapt(args) -> int:
     from neuroadda.workflows.adapt import adapt
+    from neuroadda.workflows.backbones import check_specs
 
     cfg = _config(args)
+    check_specs({"--target": [args.target], "--sources": args.sources})
     backbones = backbones_from_args(args, args.sources, args.out)
     rep = adapt(args.target, backbones, cfg, args.out, n=args.n, seeds=[cfg.seed + i for i in range(args.seeds)],
                 rounds=args.rounds, all_sources=args.all_sources, label_zero=args.label_zero, progress=not args.quiet)

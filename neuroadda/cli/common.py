@@ -60,10 +60,16 @@ def table(rows: list[list], header: list[str]) -> str:
 
 def add_backbone_args(p) -> None:
     """The source-backbone options shared by ``select-source`` and ``adapt``."""
-    p.add_argument("--backbone", action="append", default=[], metavar="SOURCE=CKPT",
-                   help="checkpoint of a source's backbone (repeatable)")
+    p.add_argument("--backbone", action="append", default=[], metavar="SOURCE=MODEL",
+                   help="the model of a source: a checkpoint, a bioimage.io package (folder or zip) or a TorchScript "
+                        "file with its sidecar YAML (repeatable)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=MODEL",
+                   help="one more candidate that is no --sources entry, e.g. another lab's model (any kind --backbone "
+                        "takes; NAME is a label: MMD² reads it as the training data when it is a dataset or path, "
+                        "else the source the model records; repeatable)")
     p.add_argument("--backbones", default=None, metavar="DIR",
-                   help="folder with DIR/<source>/model.pt (as 'neuroadda pretrain --out DIR/<source>' writes)")
+                   help="folder with DIR/<source>/model.pt (as 'neuroadda pretrain --out DIR/<source>' writes), or "
+                        "DIR/<source>.pt, DIR/<source>.zip, DIR/<source>/rdf.yaml")
     p.add_argument("--pretrain-missing", action="store_true",
                    help="pretrain a backbone for every source without one (into --backbones or OUT/backbones)")
     p.add_argument("--pretrain-config", default=None,
@@ -71,11 +77,19 @@ def add_backbone_args(p) -> None:
 
 
 def backbones_from_args(args, sources: list[str], out) -> dict:
-    """{source: checkpoint path} from --backbone/--backbones/--pretrain-missing/--pretrain-config."""
-    from neuroadda.workflows.backbones import backbones_for
+    """{candidate: model path} from --backbone/--backbones/--pretrain-missing/--pretrain-config, then --model;
+    every model is loaded once here (a bad one is a one-line error before any work)."""
+    from neuroadda.workflows.backbones import backbones_for, check_models, model_pairs
 
-    return backbones_for(sources, args.backbone, args.backbones, pretrain_missing=args.pretrain_missing,
-                         pretrain_config=args.pretrain_config, out=out, progress=not getattr(args, "quiet", False))
+    models = model_pairs(args.model, sources)
+    if not sources and not models:
+        from neuroadda.errors import InputError
+
+        raise InputError("no candidates: give --sources (with their backbones) or --model NAME=MODEL")
+    found = backbones_for(sources, args.backbone, args.backbones, pretrain_missing=args.pretrain_missing,
+                          pretrain_config=args.pretrain_config, out=out, progress=not getattr(args, "quiet", False)
+                          ) if sources else {}
+    return check_models({**found, **models})
 
 
 def add_logger_arg(p, default: str = "none") -> None:

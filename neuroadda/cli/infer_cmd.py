@@ -10,7 +10,8 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="predict affinities for a volume into zarr",
                        description="Sliding-window prediction with Gaussian blending, streamed block by block into "
                                    "a zarr array (3, z, y, x) so volumes larger than memory go through.")
-    p.add_argument("--checkpoint", required=True, help="backbone checkpoint (model.pt)")
+    p.add_argument("--checkpoint", required=True, help="model: a checkpoint (model.pt), a bioimage.io package (folder "
+                                                        "or zip) or a TorchScript file with its sidecar YAML")
     p.add_argument("--input", required=True,
                    help="dataset name, PATH[:KEY] (default key: raw; HDF5, zarr/OME-Zarr, N5, precomputed, TIFF, .npy) "
                         "or URL (precomputed://..., n5://...); the whole volume is predicted (no held-out slab)")

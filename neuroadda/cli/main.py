@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         demo_cmd,
         evaluate_cmd,
         experiment_cmd,
+        export_cmd,
         infer_cmd,
         select_cmd,
         study_cmd,
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuroadda {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (demo_cmd, datasets_cmd, train_cmd, infer_cmd, evaluate_cmd, select_cmd, adapt_cmd, experiment_cmd,
-                   study_cmd):
+                   study_cmd, export_cmd):
         module.register(sub)
     select_cmd.register_analysis(sub)
     return parser

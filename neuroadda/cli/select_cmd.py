@@ -24,12 +24,14 @@ def register(sub) -> None:
                                    "task-incompatible sources, and say whether the leaders can be told apart. "
                                    "Writes OUT/selection.json and a bar chart.")
     p.add_argument("--target", required=True, help="target dataset name or PATH[:KEY] (unlabelled is fine)")
-    p.add_argument("--sources", nargs="+", required=True, help="candidate source dataset names or PATH[:KEY]")
+    p.add_argument("--sources", nargs="*", default=[], help="candidate source dataset names or PATH[:KEY] (their "
+                                                            "models: --backbone/--backbones; others: --model)")
     add_backbone_args(p)
     p.add_argument("--estimator", default=None, metavar="NAME[,NAME...]",
-                   help="mmd2 | mmd2-common | compat | entropy | consistency | zero-shot-vi | logme, or compat+NAME "
-                        "(incompatible sources ranked last); the first ranks. Default: the transfer study's best "
-                        "label-free estimator, or the best label-using one with --labels")
+                   help="mmd2 | mmd2-common | compat | entropy | consistency | consistency-input | zero-shot-vi | "
+                        "logme, or compat+NAME (incompatible sources ranked last); the first ranks. Default: the "
+                        "transfer study's best label-free estimator (consistency; consistency-input for every "
+                        "candidate when one is an imported model), or the best label-using one with --labels")
     p.add_argument("--labels", default=None, metavar="SAMPLES",
                    help="re-rank on annotated samples before fine-tuning: a select-samples output folder (samples.json "
                         "with annotations in its annotate/ folder, or none there: the target's own labels, oracle)")
@@ -69,7 +71,7 @@ def run(args) -> int:
     if bad:
         where = "--estimator" if args.estimator else f"{args.config}: select_source.estimator"
         raise InputError(f"{where}: unknown {', '.join(bad)} (mmd2, mmd2-common, compat, entropy, consistency, "
-                         "zero-shot-vi, logme, compat+NAME)")
+                         "consistency-input, zero-shot-vi, logme, compat+NAME)")
     from neuroadda.workflows.backbones import check_specs
 
     check_specs({"--target": [args.target], "--sources": args.sources})  # before any work, whatever the estimator
@@ -89,8 +91,15 @@ def run(args) -> int:
         extra = [f"{r['scores'][n]:.4f}" for n in others]
         rows.append([r["rank"], r["source"], f"{r['score']:.4f}", ci,
                      f"{r['p_value']:.4f}" if "p_value" in r else "—", *extra, "; ".join(r["flags"]) or "—"])
+    if rec.get("substituted"):
+        print(f"note: ranked by {', '.join(rec['substituted']['to'])}, not {', '.join(rec['substituted']['from'])}: "
+              f"{rec['substituted']['why']}")
     print(f"ranked by {rec['estimator']} (lower = better transfer expected)"
           + (f" on {len(labelled)} annotated samples" if labelled else ""))
+    for name, res in rec["estimators"].items():
+        for src, d in res["detail"].items():
+            if (d or {}).get("skipped"):
+                print(f"note: {name} skipped {src}: {d['skipped']}")
     print(table(rows, ["rank", "source", rec["estimator"], "95% CI", "p-value", *others, "flags"]))
     if rec["estimator"] == "mmd2":
         print("noise floor: the target's own half-vs-half MMD² " + ", ".join(

@@ -58,3 +58,18 @@ def fit_normalizer(vol: Volume, mode: str = "zscore", *, seed: int = 0) -> Norma
         p1, p50, p99 = np.percentile(v, [1, 50, 99])
         center, scale = float(p50), float(p99 - p1) / 4.0
     return Normalizer(mode, center, scale if scale > 1e-8 else 1.0)
+
+
+def normalizer_from_spec(vol: Volume, spec, *, seed: int = 0) -> Normalizer:
+    """The normaliser a model's ``spec`` asks for on ``vol``: a mode of :func:`fit_normalizer` (str), fixed
+    values ``{"mode": "fixed", "center", "scale"}``, or ``{"mode": "range", "low", "high"}``: per volume,
+    ``(x - p_low) / (p_high - p_low)`` (percentiles of the sampled voxels)."""
+    if isinstance(spec, str):
+        return fit_normalizer(vol, spec, seed=seed)
+    mode = spec.get("mode")
+    if mode == "fixed":
+        return Normalizer("fixed", float(spec["center"]), float(spec["scale"]))
+    if mode == "range":
+        lo, hi = np.percentile(sample_voxels(vol, seed=seed), [float(spec["low"]), float(spec["high"])])
+        return Normalizer("range", float(lo), float(hi - lo) if hi - lo > 1e-8 else 1.0)
+    raise ValueError(f"normalization spec must be a mode, fixed or range, got {spec!r}")

@@ -163,6 +163,14 @@ def is_dataset_name(spec: str) -> bool:
     return spec in all_cards() or not (Path(split_spec(spec)[0]).exists() or any(c in spec for c in "/.:"))
 
 
+def volume_available(spec: str) -> bool:
+    """Whether ``spec`` is a known dataset name or an existing PATH[:KEY] (nothing is opened): a candidate model
+    named otherwise is a label without training data at hand."""
+    if spec in all_cards():
+        return True
+    return not is_dataset_name(spec) and Path(split_spec(spec)[0]).exists()
+
+
 def open_volume(
     spec: str,
     *,

@@ -3,6 +3,13 @@
 :func:`load_backbone` returns a :class:`Backbone`: a ``(net, meta)`` pair (it unpacks as one) with typed
 accessors for what every reader needs (voxel size, patch, normalisation, threshold and the region it was
 chosen on, labels kind, whether the model learned), so no caller digs through the metadata dict by hand.
+
+It takes every kind of model the same way, so no stage asks where one came from: a NeuroADDA checkpoint, a
+bioimage.io model package (a folder with ``rdf.yaml``/``bioimageio.yaml``, or its zip), or a TorchScript file
+with a sidecar YAML (:mod:`.sidecar`). ``net`` is then an :class:`~neuroadda.models.unet.AffinityUNet` or an
+:class:`~neuroadda.models.imported.ImportedNet`: both map (B, 1, z, y, x) normalised intensities to (B, 3, z, y,
+x) affinity logits and offer ``total_stride``, ``offsets``, ``fresh()`` (same architecture, new weights) and
+``dropout_layer``. A fine-tuned imported network is saved as a normal checkpoint holding its TorchScript archive.
 """
 
 from __future__ import annotations
@@ -10,16 +17,19 @@ from __future__ import annotations
 import datetime as _dt
 import subprocess
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
 from neuroadda._version import __version__
 from neuroadda.errors import InputError
+from neuroadda.models.imported import ARCHITECTURE, ImportedNet
+from neuroadda.models.record import Backbone, imported_backbone  # noqa: F401  (re-exported: callers import it here)
 from neuroadda.models.unet import AffinityUNet
 from neuroadda.report import atomic_path
 
 FORMAT = "neuroadda-backbone-v1"
+PACKAGE_YAMLS = ("rdf.yaml", "bioimageio.yaml")
 
 
 def code_version() -> str:
@@ -53,86 +63,71 @@ def plain(obj):
     return obj
 
 
-def save_backbone(path: str | Path, net: AffinityUNet, meta: dict[str, Any]) -> Path:
+def save_backbone(path: str | Path, net: AffinityUNet | ImportedNet, meta: dict[str, Any]) -> Path:
     """Write ``net`` and ``meta`` (config, card, seed, threshold, voxel size, ...) atomically (tmp + rename);
-    numpy values in ``meta`` are stored as Python ones (:func:`plain`)."""
+    numpy values in ``meta`` are stored as Python ones (:func:`plain`). An imported network's TorchScript archive
+    is stored beside its weights (a uint8 tensor), so the checkpoint is self-contained."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "net": plain(net.hparams),
                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                "code_version": code_version(), "created": _dt.datetime.now(_dt.UTC).isoformat(), **plain(meta)}
+    if isinstance(net, ImportedNet):
+        payload["torchscript"] = torch.frombuffer(bytearray(net.archive), dtype=torch.uint8)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
 
 
-class Backbone(NamedTuple):
-    """A loaded checkpoint: the network (eval mode) and its metadata, with typed accessors."""
+def model_kind(path: Path) -> str:
+    """"package" (bioimage.io), "torchscript" or "checkpoint", from the file's layout (nothing is executed)."""
+    import zipfile
 
-    net: AffinityUNet
-    meta: dict[str, Any]
-
-    @property
-    def voxel_size(self) -> tuple[float, float, float]:
-        """(z, y, x) nm the network was trained at."""
-        return tuple(float(v) for v in self.meta["voxel_size"])
-
-    @property
-    def patch_size(self) -> tuple[int, int, int]:
-        return tuple(int(v) for v in self.meta["patch_size"])
-
-    @property
-    def normalization(self) -> str:
-        return self.meta.get("normalization", "zscore")
-
-    @property
-    def threshold(self) -> float | None:
-        t = self.meta.get("threshold")
-        return None if t is None else float(t)
-
-    @property
-    def labels_kind(self) -> str:
-        return self.meta.get("labels_kind", "3d_instance")
-
-    @property
-    def learned(self) -> bool | None:
-        """False when calibration found the model no better than one segment; None in older checkpoints."""
-        return self.meta.get("learned")
-
-    @property
-    def threshold_region(self) -> dict:
-        """Where the threshold was chosen, one type for every checkpoint kind: ``{"what": str, "box": [[start,
-        stop] x 3] | None}`` (older checkpoints stored a box list after pretraining, a string after fine-tuning)."""
-        region = self.meta.get("threshold_region")
-        if isinstance(region, dict):
-            return region
-        if isinstance(region, list):
-            what = "validation slab" if self.meta.get("threshold_region_is_validation") else "training volume"
-            return {"what": what, "box": region}
-        return {"what": region or "unknown", "box": None}
-
-    def normalizer_for(self, raw, *, seed: int = 0):
-        """The intensity normaliser this network expects, fitted on the raw :class:`~neuroadda.data.volume.Volume`."""
-        from neuroadda.data.normalize import fit_normalizer
-
-        return fit_normalizer(raw, self.normalization, seed=seed)
+    path = Path(path)
+    if path.is_dir():
+        if any((path / n).is_file() for n in PACKAGE_YAMLS):
+            return "package"
+        raise InputError(f"{path}: a folder without rdf.yaml or bioimageio.yaml is no bioimage.io package")
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    if path.name in PACKAGE_YAMLS or path.name.endswith(".bioimageio.yaml"):
+        return "package"
+    if not zipfile.is_zipfile(path):
+        return "checkpoint"
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    if any(n in PACKAGE_YAMLS or n.endswith(".bioimageio.yaml") for n in names):
+        return "package"
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    return "checkpoint"
 
 
 def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") -> Backbone:
-    """The network (eval mode) and its metadata as a :class:`Backbone`; anything that is not a NeuroADDA
-    backbone is an InputError."""
+    """Any model NeuroADDA takes (a checkpoint, a bioimage.io package, TorchScript + sidecar) as a
+    :class:`Backbone`, network in eval mode; anything else is a one-line InputError."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
+    kind = model_kind(path)
+    if kind == "package":
+        from neuroadda.models.package_read import load_package
+
+        return load_package(path)
+    if kind == "torchscript":
+        from neuroadda.models.imported import load_torchscript
+
+        return load_torchscript(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle/zip errors come in many types
         raise InputError(f"{path}: not a loadable torch checkpoint ({e.__class__.__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(f"{path}: not a NeuroADDA backbone checkpoint (expected format '{FORMAT}'; "
-                         "make one with 'neuroadda pretrain')")
-    net = AffinityUNet(**payload["net"])
+        raise InputError(f"{path}: not a NeuroADDA backbone checkpoint (expected format '{FORMAT}'; make one with "
+                         "'neuroadda pretrain'), bioimage.io package or TorchScript model")
+    if payload["net"].get("architecture") == ARCHITECTURE:
+        net = ImportedNet.from_archive(payload["torchscript"].numpy().tobytes(), payload["net"]["adapter"])
+    else:
+        net = AffinityUNet(**payload["net"])
     net.load_state_dict(payload["state_dict"])
     net.eval()
-    meta = {k: v for k, v in payload.items() if k not in ("state_dict",)}
+    meta = {k: v for k, v in payload.items() if k not in ("state_dict", "torchscript")}
     return Backbone(net, meta)

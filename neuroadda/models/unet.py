@@ -79,6 +79,34 @@ class AffinityUNet(nn.Module):
         """Bottleneck activations (B, channels[-1], z', y', x') of the deepest encoder level."""
         return self.encoder_features(x)[-1]
 
+    def decoder_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, z, y, x) features of the decoder's last hidden layer at voxel resolution: the input of the top
+        up-sampling block of the MONAI UNet, repeated (nearest) to the output's shape."""
+        grabbed = {}
+
+        def keep(_module, inp, _out):  # returns None: the module's output is left as it is
+            grabbed["f"] = inp[0]
+
+        hook = self.unet.model[2].register_forward_hook(keep)
+        try:
+            out = self(x)
+        finally:
+            hook.remove()
+        return nn.functional.interpolate(grabbed["f"].float(), size=tuple(out.shape[2:]), mode="nearest")
+
+    def missing_features(self, which: str) -> None:
+        """None: encoder ("embedding") and decoder ("feature") activations are always reachable here."""
+        return None
+
+    @property
+    def dropout_layer(self) -> nn.Module:
+        """The first encoder level: ``consistency`` drops features after it."""
+        return self.unet.model[0]
+
+    def fresh(self) -> AffinityUNet:
+        """The same architecture with fresh weights (drawn from torch's global RNG)."""
+        return AffinityUNet(**self.hparams)
+
     @property
     def total_stride(self) -> tuple[int, int, int]:
         return total_stride(self.hparams["strides"])

@@ -29,14 +29,16 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
     ``ci_high``, ``p_value`` and ``target_self_mmd2`` (as earlier versions wrote). ``voxel_size``: the grid the
     target is used at before it meets each backbone (None = as stored); ``stored_voxel_size``: the target's own
     voxel size where its card or file does not give it. ``settings.grid`` states the rule
-    (:mod:`neuroadda.data.grid`) and ``settings.seen_at`` each backbone's meeting grid."""
+    (:mod:`neuroadda.data.grid`) and ``settings.seen_at`` each backbone's meeting grid. When a candidate is an
+    imported model, ``consistency`` is replaced by ``consistency-input`` for all (``substituted`` says so)."""
+    from neuroadda.data.grid import RULE
+    from neuroadda.data.volume import seen_by
+    from neuroadda.errors import InputError
+    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.selection.estimators import Context, estimate
 
     estimators = list(estimators or [DEFAULT_LABELLED_ESTIMATOR if labelled else DEFAULT_ESTIMATOR])
-    from neuroadda.data.grid import RULE
-    from neuroadda.data.volume import seen_by
-    from neuroadda.models.checkpoint import load_backbone
-
+    estimators, note = input_space_only(estimators, backbones)
     ctx = Context(target, dict(backbones), voxel_size=tuple(voxel_size) if voxel_size else None,
                   stored_voxel_size=tuple(stored_voxel_size) if stored_voxel_size else None, n_patches=n_patches,
                   seed=seed, permutations=permutations, labelled=tuple(labelled), labels_kind=labels_kind,
@@ -44,6 +46,8 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
     results = {name: estimate(name, ctx, progress=progress) for name in estimators}
     compat = results.get("compat") or estimate("compat", ctx)
     primary = results[estimators[0]]
+    if not any(np.isfinite(v) for v in primary["scores"].values()):
+        raise InputError(f"{estimators[0]} could score none of the candidates")
     base = primary.get("ungated", primary["scores"])
     order = sorted(primary["scores"], key=lambda s: (not np.isfinite(primary["scores"][s]), primary["scores"][s]))
     rows = []
@@ -69,9 +73,31 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
                         "target_voxel_size_nm": list(tvol.voxel_size),
                         "seen_at": {s: list(seen_by(tvol, load_backbone(p).voxel_size).voxel_size)
                                     for s, p in backbones.items()}}}
+    if note:
+        rec["substituted"] = note
     if estimators[0] == "mmd2":
         rec["best_significantly_closer"] = bool(len(rows) > 1 and rows[0]["ci_high"] < rows[1]["ci_low"])
     return rec
+
+
+def input_space_only(estimators: list[str], backbones: dict[str, Path]) -> tuple[list[str], dict | None]:
+    """``consistency`` perturbs features inside our encoder; when any candidate's internals are unknown (an
+    imported model) EVERY candidate, ours too, is ranked by ``consistency-input`` instead, so the scores stay
+    comparable. Returns (the estimators to run, None or {"from", "to", "why", "imported"})."""
+    from neuroadda.models.checkpoint import load_backbone
+
+    wants = [n for n in estimators if n.removeprefix("compat+") == "consistency"]
+    if not wants:
+        return estimators, None
+    opaque = [s for s, p in backbones.items() if load_backbone(p).net.dropout_layer is None]
+    if not opaque:
+        return estimators, None
+    swap = {n: n + "-input" for n in wants}
+    return [swap.get(n, n) for n in estimators], {
+        "from": wants, "to": [swap[n] for n in wants], "imported": opaque,
+        "why": f"{', '.join(opaque)} {'is an imported model' if len(opaque) == 1 else 'are imported models'} whose "
+               "internals NeuroADDA cannot perturb, so every candidate, ours too, is ranked with input-space "
+               "perturbations only (consistency-input) and the scores stay comparable"}
 
 
 def distinguishable(estimator: str, rows: list[dict]) -> tuple[bool | None, str]:
@@ -79,6 +105,8 @@ def distinguishable(estimator: str, rows: list[dict]) -> tuple[bool | None, str]
     if len(rows) < 2:
         return True, "one source"
     a, b = rows[0], rows[1]
+    if "skipped" in b:
+        return None, f"the runner-up was not scored ({b['skipped']})"
     if estimator.removeprefix("compat+") in ("mmd2", "mmd2-common"):
         floor_a = a.get("target_self_mmd2", 1.0)
         floor_b = b.get("target_self_mmd2", 1.0)

@@ -16,9 +16,9 @@ import numpy as np
 
 from neuroadda.data.grid import RULE as GRID_RULE
 from neuroadda.data.io import short_name
-from neuroadda.data.normalize import fit_normalizer
+from neuroadda.data.normalize import normalizer_from_spec
 from neuroadda.data.regions import full_box, random_origins
-from neuroadda.data.volume import LabelledVolume, check_patch_fits, open_volume, seen_by
+from neuroadda.data.volume import LabelledVolume, check_patch_fits, open_volume, seen_by, volume_available
 from neuroadda.errors import InputError
 from neuroadda.models.checkpoint import load_backbone
 from neuroadda.report import save_figure, write_json
@@ -46,17 +46,27 @@ def safe_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", path.name + (f"_{key}" if key else ""))
 
 
+def split_pair(pair: str, flag: str) -> tuple[str, Path]:
+    """``NAME=PATH`` of a command-line ``flag`` -> (name, path); a one-line InputError otherwise."""
+    name, sep, path = pair.partition("=")
+    if not sep or not name or not path:
+        raise InputError(f"{flag} '{pair}': expected NAME=MODEL")
+    return name, Path(path)
+
+
 def resolve_backbones(sources: list[str], pairs: list[str], folder: str | Path | None) -> dict[str, Path | None]:
-    """Map each source to a checkpoint from ``SOURCE=CKPT`` pairs, then ``folder/<name>/model.pt`` or
-    ``folder/<name>.pt``."""
+    """Map each source to a model from ``SOURCE=MODEL`` pairs, then in ``folder``: ``<name>/model.pt``,
+    ``<name>.pt`` (a checkpoint, or TorchScript with its sidecar), ``<name>.zip`` or ``<name>/rdf.yaml`` (a
+    bioimage.io package; always a file, so a found model is one)."""
+    from neuroadda.models.checkpoint import PACKAGE_YAMLS
+
     given: dict[str, Path] = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise InputError(f"--backbone '{pair}': expected SOURCE=CKPT")
-        src, ckpt = pair.split("=", 1)
+        src, ckpt = split_pair(pair, "--backbone")
         if src not in sources:
-            raise InputError(f"--backbone '{pair}': '{src}' is not one of --sources {' '.join(sources)}")
-        given[src] = Path(ckpt)
+            raise InputError(f"--backbone '{pair}': '{src}' is not one of --sources {' '.join(sources)} (another "
+                             "lab's model that is no source: --model NAME=MODEL)")
+        given[src] = ckpt
     out: dict[str, Path | None] = {}
     for s in sources:
         if s in given:
@@ -64,10 +74,13 @@ def resolve_backbones(sources: list[str], pairs: list[str], folder: str | Path |
             continue
         out[s] = None
         if folder is not None:
-            for cand in (Path(folder) / safe_name(s) / "model.pt", Path(folder) / f"{safe_name(s)}.pt"):
+            d = Path(folder) / safe_name(s)
+            for cand in (d / "model.pt", d.with_name(d.name + ".pt"), d.with_name(d.name + ".zip")):
                 if cand.is_file():
                     out[s] = cand
                     break
+            else:
+                out[s] = next((d / n for n in PACKAGE_YAMLS if (d / n).is_file()), None)
     return out
 
 
@@ -91,7 +104,7 @@ def embed_volume(net, meta: dict, vol, patch, settings: EmbedSettings, *, seed: 
 
     check_patch_fits(vol, patch)
     origins = random_origins(full_box(vol.shape), patch, settings.n_patches, seed)
-    norm = fit_normalizer(vol.raw, settings.normalization or meta.get("normalization", "zscore"))
+    norm = normalizer_from_spec(vol.raw, settings.normalization or meta.get("normalization", "zscore"))
     return embed_patches(net, vol, origins, patch, norm, pooling=settings.pooling, levels=settings.levels,
                          progress=progress, desc=f"embed {vol.name}")
 
@@ -123,6 +136,27 @@ def fitting_patch(patch, shapes, strides) -> tuple[int, int, int]:
     return tuple(out)
 
 
+def embeddable(backbones: dict[str, Path]) -> tuple[dict, dict[str, str], dict[str, str]]:
+    """({source: Backbone} the MMD² estimators can use, {source: its training data}, {source: why not}): a model
+    needs encoder features (an imported one: a sidecar ``embedding_layer``) and its training data at hand: the
+    candidate's name, else the ``source`` the model records, as a dataset name or path. None usable is a
+    one-line InputError."""
+    nets, data, skipped = {}, {}, {}
+    for s, p in backbones.items():
+        bb = load_backbone(p)
+        why = bb.net.missing_features("embedding")
+        spec = next((str(c) for c in (s, bb.meta.get("source")) if c and volume_available(str(c))), None)
+        if why is None and spec is None:
+            why = f"its training data is not at hand ('{s}' and the source it records are no dataset name or path)"
+        if why is None:
+            nets[s], data[s] = bb, spec
+        else:
+            skipped[s] = why
+    if not nets:
+        raise InputError("MMD² can score none of the candidates: " + "; ".join(f"{s}: {w}" for s, w in skipped.items()))
+    return nets, data, skipped
+
+
 def rank_sources(target, backbones: dict[str, Path], settings: EmbedSettings = EmbedSettings(), *,
                  permutations: int = 1000, progress: bool = True) -> dict:
     """Embed and compare; returns the selection record (see :func:`write_selection`), ranking best first.
@@ -132,7 +166,7 @@ def rank_sources(target, backbones: dict[str, Path], settings: EmbedSettings = E
     source, at the common voxel size) is smaller (:func:`fitting_patch`)."""
     from neuroadda.selection.mmd import mmd2, mmd_test
 
-    nets = {s: load_backbone(p) for s, p in backbones.items()}
+    nets, data, skipped = embeddable(backbones)
     first = next(iter(nets.values()))[1]
     patch = tuple(settings.patch_size or first["patch_size"])
     for s, (net, _) in nets.items():
@@ -144,7 +178,7 @@ def rank_sources(target, backbones: dict[str, Path], settings: EmbedSettings = E
     vols = {}
     for s, (_net, meta) in nets.items():  # the target on each backbone's grid, the source there too
         tv = seen_by(tvol, meta["voxel_size"])
-        vols[s] = (tv, open_volume(s, labels_key=None, resample_to=tv.voxel_size))
+        vols[s] = (tv, open_volume(data[s], labels_key=None, resample_to=tv.voxel_size))
     patch = fitting_patch(patch, [v.shape for pair in vols.values() for v in pair],
                           [net.total_stride for net, _ in nets.values()])
     rows = []
@@ -157,9 +191,12 @@ def rank_sources(target, backbones: dict[str, Path], settings: EmbedSettings = E
         floor = mmd2(*split_by_position(x, tv.shape, patch, settings), bandwidth=r.bandwidth)
         rows.append({"source": s, "mmd2": float(r.mmd2), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),
                      "p_value": float(r.p_value), "bandwidth": float(r.bandwidth), "backbone": str(backbones[s]),
-                     "dim": int(x.shape[1]), "target_self_mmd2": float(floor),
+                     "dim": int(x.shape[1]), "target_self_mmd2": float(floor), "source_data": data[s],
                      "within_target_variation": bool(r.mmd2 <= floor)})
     rows.sort(key=lambda r: r["mmd2"])
+    rows += [{"source": s, "mmd2": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+              "p_value": float("nan"), "target_self_mmd2": float("nan"), "backbone": str(backbones[s]),
+              "skipped": why, "flags": [f"mmd2 skipped it: {why}"]} for s, why in skipped.items()]
     best = rows[0]
     runner = rows[1] if len(rows) > 1 else None
     return {

@@ -1,4 +1,5 @@
-"""Thin LightningModule: an :class:`AffinityUNet` trained with the masked affinity loss."""
+"""Thin LightningModule: an affinity network (our :class:`AffinityUNet`, or any network of the
+:class:`~neuroadda.models.checkpoint.Backbone` record) trained with the masked affinity loss."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from neuroadda.models.unet import AffinityUNet
 
 
 class AffinityModule(pl.LightningModule):
-    """Args: net hyper-parameters (``AffinityUNet`` kwargs), loss settings, optimiser settings."""
+    """Args: the network (an ``nn.Module``: (B, 1, z, y, x) -> affinity logits) or ``AffinityUNet`` kwargs to
+    build one, loss settings, optimiser settings."""
 
-    def __init__(self, net: dict, bce: str = "balanced", dice_weight: float = 0.0, dice_target: str = "boundary",
-                 aux_weight: float = 1.0, lr: float = 1e-3, weight_decay: float = 1e-4, max_steps: int = 1000,
-                 schedule: str = "warmup-cosine"):
+    def __init__(self, net: dict | torch.nn.Module, bce: str = "balanced", dice_weight: float = 0.0,
+                 dice_target: str = "boundary", aux_weight: float = 1.0, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 max_steps: int = 1000, schedule: str = "warmup-cosine"):
         super().__init__()
-        self.save_hyperparameters()
-        self.net = AffinityUNet(**net)
+        self.save_hyperparameters(ignore=["net"] if isinstance(net, torch.nn.Module) else None)
+        self.net = net if isinstance(net, torch.nn.Module) else AffinityUNet(**net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -110,15 +110,16 @@ def evaluate_heldout(ckpt: Path, held: HeldOut, normalizer, out: Path, *, thresh
 
 def check_inputs(vol, holdout, backbones: dict[str, Path]) -> None:
     """What adapt reads later, checked up front: the target's labels (at least two objects, and an object in the
-    held-out region to score), every source volume and every backbone checkpoint."""
+    held-out region to score), every source volume at hand (a --model candidate may have none) and every model."""
     from neuroadda.data.checks import require_objects
-    from neuroadda.data.volume import open_volume
+    from neuroadda.data.volume import open_volume, volume_available
     from neuroadda.models.checkpoint import load_backbone
 
     require_objects(vol.labels, vol.labels.name)
     require_objects(vol.labels, vol.labels.name, holdout, minimum=1, what="labels of the held-out region")
     for source, ckpt in backbones.items():
-        open_volume(source, labels_key=None)
+        if volume_available(source):
+            open_volume(source, labels_key=None)
         load_backbone(ckpt)
 
 

@@ -48,3 +48,25 @@ def check_specs(groups: dict[str, list[str]]) -> None:
                 get_card(spec)
             elif not split_spec(spec)[0].exists():
                 raise InputError(f"{flag}: '{spec}' is neither a dataset name nor an existing path")
+
+
+def model_pairs(pairs: list[str], sources: list[str]) -> dict[str, Path]:
+    """{name: model} from ``NAME=MODEL`` pairs (``--model``): names unique and none of ``sources``."""
+    from neuroadda.selection.select import split_pair
+
+    out: dict[str, Path] = {}
+    for pair in pairs:
+        name, model = split_pair(pair, "--model")
+        if name in sources or name in out:
+            raise InputError(f"--model '{pair}': the name '{name}' is taken (by --sources or another --model)")
+        out[name] = model
+    return out
+
+
+def check_models(backbones: dict[str, Path]) -> dict[str, Path]:
+    """``backbones`` after loading each model once (any kind; a one-line InputError names a bad one)."""
+    from neuroadda.models.checkpoint import load_backbone
+
+    for path in backbones.values():
+        load_backbone(path)
+    return backbones

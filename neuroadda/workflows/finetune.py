@@ -85,10 +85,11 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
     patch = patch_for(fc.patch_size, meta["patch_size"], np.min([v.shape for v in samples], axis=0), init.total_stride)
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    module = AffinityModule(net=meta["net"], **cfg.loss.model_dump(), lr=fc.lr, weight_decay=fc.weight_decay,
-                            max_steps=fc.max_steps, schedule=fc.schedule)  # fresh init from the seed
+    net = init.fresh()  # the same architecture, fresh init from the seed (any kind of model: see Backbone)
     if not scratch:
-        module.net.load_state_dict(init.state_dict())
+        net.load_state_dict(init.state_dict())
+    module = AffinityModule(net=net, **cfg.loss.model_dump(), lr=fc.lr, weight_decay=fc.weight_decay,
+                            max_steps=fc.max_steps, schedule=fc.schedule)
     ds = SamplesPatchDataset(train, patch, normalizer, length=fc.max_steps * fc.batch_size, seed=seed,
                              augment=build_augment(cfg.augment, patch), offsets=init.offsets,
                              offset=resume.resumed_step(out_dir) * fc.batch_size)
@@ -102,11 +103,12 @@ def finetune(target: LabelledVolume, boxes: list[Box], labels: list[np.ndarray],
                                  else str(backbone), "n_samples": len(boxes), "seed": seed, "card": card,
                                  "checksums": card_checksums(card)})
     trainer = trainer_for(fc, out_dir, progress=progress, has_val=False, logger=logger,
-                          norm=meta["net"].get("norm", "instance"))
+                          norm=init.hparams.get("norm", "instance"))
     resumed = resume.fit(trainer, module, out_dir, train_dataloaders=loader)
     regions = [(v.raw.read(full_box(v.shape)), v.labels.read(full_box(v.shape))) for v in val]
     meta = {
         "kind": "scratch" if scratch else "finetuned", "source": meta.get("source"),
+        "imported_from": meta.get("imported_from") or (None if bb.origin == "neuroadda" else meta.get("model_file")),
         "init": "scratch" if scratch else str(backbone), "target": target.name, "card": card,
         "config": cfg.model_dump(mode="json"), "seed": seed, "voxel_size": list(samples[0].voxel_size),
         "patch_size": list(patch), "normalization": bb.normalization, "labels_kind": target.labels_kind,
@@ -127,6 +129,8 @@ def finetune_from_samples(target: str, samples: str | Path, backbone: str, cfg: 
     from neuroadda.active.samples import check_target, load_samples
     from neuroadda.data.volume import open_volume
 
+    if backbone != "scratch":
+        load_backbone(backbone)  # a bad model is the first thing said, before samples or labels are read
     rec = load_samples(samples)
     vol = open_volume(target, labels_key="labels" if labels_dir is None else None, label_zero=label_zero)
     check_target(rec, vol, str(samples))

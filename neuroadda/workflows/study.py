@@ -72,7 +72,12 @@ def sources_for(cfg: TransferStudyConfig, target: str) -> list[str]:
 
 
 def backbone_path(cfg: TransferStudyConfig, source: str) -> Path:
-    return Path(cfg.backbones) / safe(source) / "model.pt"
+    """The source's model in the backbones folder: any kind ``resolve_backbones`` finds (a checkpoint, a
+    bioimage.io package, TorchScript + sidecar), else ``<source>/model.pt`` (what pretraining writes)."""
+    from neuroadda.selection.select import resolve_backbones
+
+    found = resolve_backbones([source], [], cfg.backbones)[source]
+    return found or Path(cfg.backbones) / safe(source) / "model.pt"
 
 
 def seed_dir(cfg: TransferStudyConfig, target: str, n: int, seed: int, factor: str = "shared") -> Path:

@@ -28,7 +28,7 @@ from tests.conftest import ADAPT_CONFIG, PRETRAIN_CONFIG, labelled_volume, tiny_
 
 REPO = Path(__file__).resolve().parents[2]
 HOWTO = REPO / "docs" / "how-to"
-UNTESTED = {"index.md": "the list of how-to pages", "own-models.md": "written by the bring-your-own-models issue"}
+UNTESTED = {"index.md": "the list of how-to pages"}
 MARK = re.compile(r"<!-- test(?P<setup>-setup)?(?::\s*(?P<opts>[^\n]*?))?\s*-->\n"
                   r"(?:```(?P<lang>\w*)[^\n]*\n(?P<code>.*?)```)?", re.S)
 

@@ -19,24 +19,25 @@ def mmd2_estimator(ctx, progress: bool = False) -> dict:
     settings = EmbedSettings(n_patches=ctx.n_patches, seed=ctx.seed, pooling=ctx.pooling, space=ctx.space)
     sel = rank_sources(ctx.target_volume(), ctx.backbones, settings, permutations=ctx.permutations, progress=progress)
     return {"scores": {r["source"]: r["mmd2"] for r in sel["ranking"]},
-            "detail": {r["source"]: {k: r[k] for k in ("ci_low", "ci_high", "p_value", "target_self_mmd2")}
+            "detail": {r["source"]: {k: r[k] for k in ("ci_low", "ci_high", "p_value", "target_self_mmd2", "skipped",
+                                                       "flags", "source_data") if k in r}
                        for r in sel["ranking"]},
             "settings": sel["settings"]}
 
 
 def mmd2_common_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.data.volume import open_volume, seen_by
-    from neuroadda.models.checkpoint import load_backbone
     from neuroadda.selection.embed import standardize
+    from neuroadda.selection.estimators.prediction import skipped
     from neuroadda.selection.mmd import median_bandwidth, mmd2
-    from neuroadda.selection.select import EmbedSettings, embed_volume, fitting_patch, split_by_position
+    from neuroadda.selection.select import EmbedSettings, embed_volume, embeddable, fitting_patch, split_by_position
 
-    nets = {s: load_backbone(p) for s, p in ctx.backbones.items()}
+    nets, data, left_out = embeddable(ctx.backbones)
     target = ctx.target_volume()
     grids = {}  # per encoder: the target on its grid, and every source there too
     for enc, (_net, meta) in nets.items():
         tvol = seen_by(target, meta["voxel_size"])
-        grids[enc] = (tvol, {s: open_volume(s, labels_key=None, resample_to=tvol.voxel_size) for s in nets})
+        grids[enc] = (tvol, {s: open_volume(data[s], labels_key=None, resample_to=tvol.voxel_size) for s in nets})
     first = next(iter(nets.values()))[1]
     patch = fitting_patch(tuple(first["patch_size"]),
                           [v.shape for tvol, svols in grids.values() for v in [tvol, *svols.values()]],
@@ -58,8 +59,10 @@ def mmd2_common_estimator(ctx, progress: bool = False) -> dict:
                             "voxel_size_nm": list(tvol.voxel_size)}
         for s, v in row.items():
             ratios[s].append(v / max(float(floor), 1e-12))
-    return {"scores": {s: float(np.mean(r)) for s, r in ratios.items()},
-            "detail": {s: {"ratio_per_encoder": dict(zip(nets, r))} for s, r in ratios.items()},
+    detail = {s: {"ratio_per_encoder": dict(zip(nets, r))} for s, r in ratios.items()}
+    detail.update({s: skipped("mmd2-common", why) for s, why in left_out.items()})
+    return {"scores": {s: float(np.mean(ratios[s])) if s in ratios else float("nan") for s in ctx.backbones},
+            "detail": detail,
             "per_encoder": per_encoder,
             "settings": {"n_patches": ctx.n_patches, "seed": ctx.seed, "patch_size": list(patch),
                          "grid": "per encoder, where the target meets it (neuroadda.data.grid)", "pooling": "mean",

@@ -44,23 +44,6 @@ def logme(features: np.ndarray, y: np.ndarray, *, iters: int = 100, tol: float =
     return float(evidence / n), float(alpha), float(beta)
 
 
-def decoder_features(net, x: torch.Tensor) -> torch.Tensor:
-    """(B, C, z, y, x) features of the decoder's last hidden layer at voxel resolution: the input of the top
-    up-sampling block of the MONAI UNet, repeated (nearest) to the output's shape."""
-    grabbed = {}
-
-    def keep(_module, inp, _out):  # returns None: the module's output is left as it is
-        grabbed["f"] = inp[0]
-
-    hook = net.unet.model[2].register_forward_hook(keep)
-    try:
-        with torch.inference_mode():
-            out = net(x)
-    finally:
-        hook.remove()
-    return torch.nn.functional.interpolate(grabbed["f"].float(), size=tuple(out.shape[2:]), mode="nearest")
-
-
 def _voxels(feats: np.ndarray, affs: np.ndarray, mask: np.ndarray, rng) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per channel: (features (k, C), labels (k,)) of up to VOXELS_PER_CLASS masked voxels of each class."""
     out = []
@@ -81,20 +64,25 @@ def logme_estimator(ctx, progress: bool = False) -> dict:
     from neuroadda.data.affinities import affinities_from_labels
     from neuroadda.data.grid import grid_shape
     from neuroadda.data.volume import resize
-    from neuroadda.selection.estimators.prediction import backbones_on_target
+    from neuroadda.selection.estimators.prediction import backbones_on_target, skipped
 
     _need_labels(ctx)
     kind = ctx.labels_kind
     at = ctx.target_volume().voxel_size  # the samples' grid
     detail = {}
     for s, net, _meta, norm, vol in backbones_on_target(ctx):
+        why = net.missing_features("feature")
+        if why is not None:
+            detail[s] = skipped("logme", f"{why} (LogME needs the decoder's features)")
+            continue
         rng = np.random.default_rng(ctx.seed)
         per_channel = [[], [], []]
         for raw, gt in ctx.labelled:  # features and targets where the backbone meets the target
             shape = grid_shape(raw.shape, at, vol.voxel_size)
             raw, gt = resize(raw, shape, labels=False), resize(gt, shape, labels=True)
             x = torch.from_numpy(_padded(norm(raw), net.total_stride)[None, None])
-            feats = decoder_features(net.eval(), x)[0].numpy()[(slice(None),) + full_box(raw.shape)]
+            with torch.inference_mode():
+                feats = net.eval().decoder_features(x)[0].numpy()[(slice(None),) + full_box(raw.shape)]
             affs, mask = affinities_from_labels(np.asarray(gt, np.int64), labels_kind=kind)
             for c, (f, y) in enumerate(_voxels(feats, affs, mask, rng)):
                 if len(np.unique(y)) == 2:

@@ -75,7 +75,7 @@ def perturb_input(x: torch.Tensor, seed: int) -> torch.Tensor:
 def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: bool = False,
                 input_seed: int | None = None) -> torch.Tensor:
     """Sigmoid affinities (B, 3, z, y, x) of ``net`` on (B, 1, z, y, x); optionally with all axes flipped (and
-    flipped back), feature dropout after the first encoder level (``dropout_seed``, our UNet only) and an
+    flipped back), feature dropout after ``net.dropout_layer`` (``dropout_seed``, our UNet only) and an
     input-space intensity perturbation (``input_seed``, any model)."""
     if input_seed is not None:
         x = perturb_input(x, input_seed)
@@ -87,7 +87,7 @@ def _affinities(net, x: torch.Tensor, *, dropout_seed: int | None = None, flip: 
             keep = (torch.rand(out.shape[:2], generator=gen) >= DROPOUT).to(out.dtype)
             return out * keep[..., None, None, None] / (1 - DROPOUT)
 
-        hook = net.unet.model[0].register_forward_hook(drop)
+        hook = net.dropout_layer.register_forward_hook(drop)
     try:
         with torch.inference_mode():
             xin = torch.flip(x, (2, 3, 4)) if flip else x
@@ -180,7 +180,10 @@ def consistency_estimator(ctx, progress: bool = False, *, space: str = "feature"
     from neuroadda.segmentation.agglomerate import segment
 
     def fn(net, meta, vol, x, patch):
-        t = float(meta.get("threshold", 0.5))
+        if space == "feature" and net.dropout_layer is None:
+            return skipped("consistency", "an imported model: its internals are unknown, so no feature dropout "
+                                          "(consistency-input perturbs every model in input space)")
+        t = float(meta.get("threshold") or 0.5)
         per_slice = not is_isotropic(vol.voxel_size)
         clean = _affinities(net, x).numpy()
         vis, largest = [], []
@@ -214,6 +217,11 @@ def consistency_estimator(ctx, progress: bool = False, *, space: str = "feature"
                          **({"dropout": DROPOUT} if space == "feature" else
                             {"space": "input", "scale": INPUT_SCALE, "shift": INPUT_SHIFT, "noise_sd": INPUT_NOISE}),
                          "seed": ctx.seed, "metric": "VI(perturbed | clean) split + merge, bits"}}
+
+
+def skipped(estimator: str, why: str) -> dict:
+    """The detail of a source an estimator cannot score: NaN (ranked last), the reason, and a flag saying so."""
+    return {"score": float("nan"), "skipped": why, "flags": [f"{estimator} skipped it: {why}"]}
 
 
 def consistency_input_estimator(ctx, progress: bool = False) -> dict:

@@ -2,28 +2,23 @@
 and .npy files.
 
 Every reader returns an object with ``.shape``, ``.dtype``, ``.attrs`` (dict) and numpy-style slicing
-that reads only the requested region; a multiscale image (OME-Zarr, precomputed) is a :class:`Pyramid` whose
-level 0 is read by default. N5 and precomputed go through tensorstore (:mod:`.tstore`). Errors are
-:class:`InputError` naming the file and key.
+that reads only the requested region; a multiscale image (OME-Zarr, precomputed) is a
+:class:`~neuroadda.data.arrays.Pyramid` whose level 0 is read by default. N5 and precomputed go through
+tensorstore (:mod:`.tstore`). Errors are :class:`InputError` naming the file and key.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neuroadda.data.arrays import Pyramid, is_url
 from neuroadda.errors import InputError
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".n5h5")
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # precomputed://..., n5://..., file://..., gs://...
 TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-def is_url(spec: str) -> bool:
-    return bool(URL.match(str(spec)))
 
 
 def split_spec(spec: str) -> tuple[Path, str | None]:
@@ -69,19 +64,6 @@ def is_single_array(path: Path) -> bool:
 
         return n5_datasets(path) == ["."]
     return kind in ("tiff", "tiffdir", "npy", "precomputed")
-
-
-class Pyramid:
-    """A multiscale image read as its level 0 (``shape``, ``dtype``, ``attrs``, slicing), with every stored level
-    in ``levels``: (reader, (z, y, x) voxel size relative to level 0), finest first."""
-
-    def __init__(self, levels: list[tuple[Any, tuple[float, float, float]]], attrs: dict[str, Any]):
-        base = levels[0][0]
-        self.levels, self.attrs = list(levels), attrs
-        self.shape, self.dtype, self.ndim = tuple(int(n) for n in base.shape), np.dtype(base.dtype), base.ndim
-
-    def __getitem__(self, idx) -> np.ndarray:
-        return np.asarray(self.levels[0][0][idx])
 
 
 class TiffStack:

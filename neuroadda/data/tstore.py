@@ -13,7 +13,7 @@ Voxel size (nm, z y x): a precomputed scale's ``resolution``; an N5 dataset's ``
 Specs: a local precomputed folder (holding ``info``) or N5 container (``.n5`` or ``attributes.json``) given as
 ``PATH[:KEY]`` (KEY = the dataset inside an N5 container), or a URL ``precomputed://KVSTORE`` /
 ``n5://KVSTORE`` with KVSTORE any tensorstore key-value store URL (``file:///data/vol``, ``gs://bucket/vol``).
-A precomputed volume with several scales is a :class:`neuroadda.data.io.Pyramid`.
+A precomputed volume with several scales is a :class:`neuroadda.data.arrays.Pyramid`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroadda.data.io import Pyramid, is_url
+from neuroadda.data.arrays import Pyramid, is_url
 from neuroadda.errors import InputError
 
 DRIVERS = {"precomputed": "neuroglancer_precomputed", "n5": "n5"}
@@ -90,7 +90,7 @@ def _read_json(url: str, key: str, name: str) -> dict | None:
 
 def open_precomputed(url: str, name: str | None = None):
     """A neuroglancer precomputed volume at kvstore ``url``: one :class:`TsArray` per scale, (z, y, x) for one
-    channel, (c, z, y, x) for several; a :class:`neuroadda.data.io.Pyramid` when there are several scales."""
+    channel, (c, z, y, x) for several; a :class:`neuroadda.data.arrays.Pyramid` when there are several scales."""
     import tensorstore as ts
 
     name = name or url

@@ -52,7 +52,7 @@ class Volume:
         voxel_size: (z, y, x) nm of the stored array.
         resample_to: (z, y, x) nm to present instead (None = as stored). Raw is resampled with area/trilinear
             interpolation, labels (``is_labels``) with nearest neighbour. From a multiscale ``array``
-            (:class:`neuroadda.data.io.Pyramid`) the stored level :func:`neuroadda.data.grid.pick_level` names is
+            (:class:`neuroadda.data.arrays.Pyramid`) the stored level :func:`neuroadda.data.grid.pick_level` names is
             read (``level``), not level 0.
     """
 
@@ -93,7 +93,7 @@ class Volume:
 
 def read_level(array, voxel_size, seen_at) -> tuple[int, Any, tuple[float, ...]]:
     """(level index, its reader, its voxel size in nm) to read ``array`` stored at ``voxel_size`` from when it is
-    seen at ``seen_at``: a coarser stored level of a :class:`neuroadda.data.io.Pyramid` where one fits
+    seen at ``seen_at``: a coarser stored level of a :class:`neuroadda.data.arrays.Pyramid` where one fits
     (:func:`neuroadda.data.grid.pick_level`), else ``array`` itself (level 0)."""
     levels = getattr(array, "levels", None)
     voxel_size = tuple(float(v) for v in voxel_size)

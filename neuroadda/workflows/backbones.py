@@ -33,8 +33,8 @@ def backbones_for(sources: list[str], pairs: list[str], folder: str | Path | Non
 
 def check_specs(groups: dict[str, list[str]]) -> None:
     """Every dataset name is a known card (close names suggested) and every PATH[:KEY] exists (URLs are checked
-    when opened): a one-line
-    InputError naming the flag otherwise. Run before any work (some estimators never open a source volume)."""
+    when opened): a one-line InputError naming the flag otherwise. Run before any work (some estimators never
+    open a source volume)."""
     from neuroadda.data.cards import get_card
     from neuroadda.data.io import is_url, split_spec
     from neuroadda.data.volume import is_dataset_name

@@ -262,6 +262,36 @@ def active_learning(root: Path, arg=None) -> str:
     return text.replace("\n## ", "\n### ")
 
 
+def active_headline(root: Path, arg=None) -> str:
+    """The README's active-learning lines: each strategy against random pooled over targets at every budget,
+    per target the default strategy at n = 4 against scratch and scratch's matching n, the default and why."""
+    from neuroadda.workflows.study_al_results import DECISION_N, RANDOM, arm, fmt_n, savings_record, versus
+
+    res = load(root, ACTIVE)
+    if res is None:
+        return f"No active-learning study is committed yet (`{ACTIVE}`)."
+    ns, default = sorted(res["budgets"]), res["default_strategy"]
+    done = {t: b for t, b in res["targets"].items() if b["seeds"]}
+    rows = []
+    for s in (s for s in res["strategies"] if s != RANDOM):
+        pooled = [versus(res, s, n)["pooled"] for n in ns]
+        rows.append([s] + [f"{num(p['mean'], sign=True)} {interval(p['ci_low'], p['ci_high'])}" if p else "—"
+                           for p in pooled])
+    vs = table(["strategy − random (pooled over targets)"] + [f"n = {n}" for n in ns], rows, "l" + "r" * len(ns))
+    rows = []
+    for t, b in done.items():
+        r = savings_record(b, ns, default) if DECISION_N in ns else None
+        rows.append([t, b["source"], len(b["seeds"]), pm(*mean_sd(b["arms"][arm(default, DECISION_N)]["vi"])),
+                     pm(*mean_sd(b["arms"][arm("scratch", DECISION_N)]["vi"])),
+                     "—" if r is None else fmt_n(r["n"], max(ns))])
+    per = table(["target", "source", "seeds", f"{default}, n = {DECISION_N}", f"scratch, n = {DECISION_N}",
+                 "scratch matches it at n"], rows, "lllrrr")
+    return (vs + "\n\nVI difference in bits, paired on seeds within each target, mean over targets with a "
+            "stratified bootstrap 95 % CI (below 0: the strategy beats random).\n\n" + per
+            + f"\n\n**Default strategy: `{default}`** ({res['decision']['why']}; the rule was written before the "
+            "runs).")
+
+
 BLOCKS = {"transfer.design": design, "transfer.tables": study_tables, "transfer.per_seed": per_seed,
           "transfer.by_n": by_n, "transfer.summary": summary, "transfer.extra": extra, "headline": headline,
-          "active_learning": active_learning}
+          "active_learning": active_learning, "active.headline": active_headline}

@@ -142,9 +142,10 @@ def savings_record(b: dict, budgets, strategy: str, n_ref: int = DECISION_N, *, 
             "strategy": strategy, "n_ref": n_ref}
 
 
-def _fmt_n(v) -> str:
+def fmt_n(v, top: int = 8) -> str:
+    """A savings budget for a table: one decimal, or "more than TOP" when scratch never gets there."""
     if v is None or not np.isfinite(v):
-        return "more than 8"
+        return f"more than {top}"
     return f"{v:.1f}"
 
 
@@ -190,8 +191,8 @@ def al_tables(res: dict) -> str:
     for t, b in res["targets"].items():
         if b["seeds"] and DECISION_N in ns:
             r = savings_record(b, ns, default)
-            out.append(f"| {t} | {r['finetuned_vi']:.3f} | {_fmt_n(r['n'])} | "
-                       f"[{_fmt_n(r['ci_low'])}, {_fmt_n(r['ci_high'])}] |")
+            out.append(f"| {t} | {r['finetuned_vi']:.3f} | {fmt_n(r['n'], max(ns))} | "
+                       f"[{fmt_n(r['ci_low'], max(ns))}, {fmt_n(r['ci_high'], max(ns))}] |")
     d = res["decision"]
     out += ["", "## The default strategy", "", f"Rule (pre-registered): {res['rule']}", "",
             f"**Default: `{default}`** — {d['why']}."]

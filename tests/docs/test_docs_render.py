@@ -75,6 +75,7 @@ def test_active_learning_renders_only_when_present(tmp_path):
     from neuroadda.workflows.study_al_results import RULE, decide_strategy
 
     assert "No active-learning study is committed yet" in render_results.active_learning(tmp_path)
+    assert "No active-learning study is committed yet" in render_results.active_headline(tmp_path)
     path = tmp_path / render_results.ACTIVE
     path.parent.mkdir(parents=True)
     arms = {"median-uncertainty@n4": [1.0, 1.2, 1.1], "random@n4": [1.3, 1.4, 1.2], "scratch@n4": [1.5, 1.6, 1.7],
@@ -91,6 +92,11 @@ def test_active_learning_renders_only_when_present(tmp_path):
     assert "1.100 ± 0.100" in rows[0]  # the VI table: n = 4, then n = 8
     assert any(line.startswith("| median-uncertainty | 4 | -0.200 [") for line in text.splitlines())  # vs random
     assert sum(line.startswith("| scratch |") for line in text.splitlines()) == 1
+    head = render_results.active_headline(tmp_path)  # the README's lines: pooled vs random, savings, the default
+    assert "| median-uncertainty | -0.200 [" in head  # (1.0-1.3, 1.2-1.4, 1.1-1.2) -> mean -0.2 at n = 4
+    row = next(line for line in head.splitlines() if line.startswith("| mouse-ac4-b |"))
+    assert "1.100 ± 0.100" in row and "1.600 ± 0.100" in row and "more than 8" in row  # scratch: 1.6, 1.2 > 1.1
+    assert f"**Default strategy: `{res['default_strategy']}`**" in head
 
 
 def prose(text: str) -> str:

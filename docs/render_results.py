@@ -248,6 +248,32 @@ def headline(root: Path, arg=None) -> str:
             "source's VI.")
 
 
+def decision(root: Path, arg=None) -> str:
+    """The README's reading of the study: which default estimators the pre-registered rule chose and why, and
+    the cross-species rows (same-species preference, Mantel tests)."""
+    res = _study(root)
+    why = res.get("default_why") or {}
+    lines = []
+    for key, label, reason in (("default_estimator", "before annotation", "label-free"),
+                               ("default_labelled_estimator", "with labelled samples (`--labels`)", "labelled")):
+        name = res.get(key)
+        if name:
+            lines.append(f"- **Default estimator {label}: `{name}`** — {why.get(reason, 'not decided')}.")
+    cs = res.get("cross_species") or {}
+    for r in cs.get("preference", []):
+        lines.append(f"- **`{r['target']}`** (*{r['species']}*): best same-species source `{r['same']}` against the "
+                     f"best other-species source `{r['other']}`: {num(r['diff'], sign=True)} "
+                     f"{interval(r['ci_low'], r['ci_high'])} bits, Wilcoxon p = {num(r['wilcoxon_p'])} "
+                     f"({r['reading']}).")
+    mantel = cs.get("mantel") or {}
+    if mantel:
+        parts = [f"{k}: r = {num(m['r'], 2)}, p = {num(m['p_value'])}" for k, m in mantel.items()
+                 if k.startswith("transfer") and m.get("r") is not None]
+        lines.append(f"- **Does realised transfer follow species, modality or MMD²?** Mantel tests over "
+                     f"{plural(len(cs['items']), 'dataset')}: " + "; ".join(parts) + ".")
+    return "\n".join(lines) if lines else "The study's decision is not recorded yet."
+
+
 # --------------------------------------------------------------------------------------- active learning
 def active_learning(root: Path, arg=None) -> str:
     """The factor's tables as ``results.md`` has them (strategies against random with CIs, annotation savings,
@@ -294,4 +320,4 @@ def active_headline(root: Path, arg=None) -> str:
 
 BLOCKS = {"transfer.design": design, "transfer.tables": study_tables, "transfer.per_seed": per_seed,
           "transfer.by_n": by_n, "transfer.summary": summary, "transfer.extra": extra, "headline": headline,
-          "active_learning": active_learning, "active.headline": active_headline}
+          "transfer.decision": decision, "active_learning": active_learning, "active.headline": active_headline}

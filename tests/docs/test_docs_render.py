@@ -71,6 +71,26 @@ def test_the_study_blocks_render_whatever_the_json_holds(shape, tmp_path):
     assert "n = 2" in text and "n = 4" in text  # the VI-vs-n table of both budgets
 
 
+def test_the_decision_block_reads_the_rule_and_the_species_rows(tmp_path):
+    from neuroadda.workflows.study_results import decide_defaults
+
+    res = decide_defaults(study(2, 3, 5, budgets=(4,), estimators=("mmd2", "consistency", "logme")))
+    res["cross_species"] = {"items": ["a", "b", "c", "d"], "preference": [
+        {"target": "mouse-ac4-b", "species": "Mus musculus", "same": "mouse-ac4-a", "other": "isbi2012",
+         "diff": -1.15, "ci_low": -1.4, "ci_high": -0.9, "wilcoxon_p": 0.0078, "reading": "prefers its own species"}],
+        "mantel": {"transfer ~ species": {"r": 0.61, "p_value": 0.04}, "MMD² ~ species": {"r": 0.2, "p_value": 0.3},
+                   "transfer ~ modality": {"r": None, "p_value": None, "note": "x"}}}
+    path = tmp_path / render_results.STUDY
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(res))
+    text = render_results.decision(tmp_path)
+    assert f"before annotation: `{res['default_estimator']}`**" in text
+    assert f"(`--labels`): `{res['default_labelled_estimator']}`**" in text
+    assert "`mouse-ac4-a` against the best other-species source `isbi2012`: -1.150 [-1.400, -0.900]" in text
+    assert "p = 0.008 (prefers its own species)" in text
+    assert "transfer ~ species: r = 0.61, p = 0.040." in text and "MMD² ~ species" not in text
+
+
 def test_active_learning_renders_only_when_present(tmp_path):
     from neuroadda.workflows.study_al_results import RULE, decide_strategy
 

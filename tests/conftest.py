@@ -82,13 +82,14 @@ train:
 """
 
 
-def labelled_volume(path, seed, dark=False) -> str:
-    """A 24x40x48 HDF5 file (raw, labels, 10 nm) of blob labels; ``dark`` inverts the raw contrast."""
-    lab = blob_labels((24, 40, 48), cell=6, seed=seed)
+def labelled_volume(path, seed, dark=False, *, shape=(24, 40, 48), cell=6, voxel_size=(10.0, 10.0, 10.0)) -> str:
+    """An HDF5 file (raw, labels, ``resolution_nm``) of blob labels, 24x40x48 at 10 nm unless told; ``dark``
+    inverts the raw contrast."""
+    lab = blob_labels(shape, cell=cell, seed=seed)
     raw = raw_from_labels(lab, seed=seed)
     with h5py.File(path, "w") as f:
         f["raw"], f["labels"] = (255 - raw if dark else raw), lab
-        f.attrs["resolution_nm"] = [10.0, 10.0, 10.0]
+        f.attrs["resolution_nm"] = [float(v) for v in voxel_size]
     return str(path)
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neuroadda.cli.common import add_backbone_args, add_label_zero, backbones_from_args, positive_int, table
+from neuroadda.cli.common import (
+    MODEL_KINDS,
+    VOLUME_FORMATS,
+    add_backbone_args,
+    add_label_zero,
+    backbones_from_args,
+    positive_int,
+    table,
+)
 from neuroadda.cli.infer_cmd import add_blockwise as _add_blockwise
 from neuroadda.vocab import LOGGERS
 
@@ -40,11 +48,8 @@ def register(sub) -> None:
                                    "subsample. Writes OUT/samples.json, OUT/samples.png and "
                                    "OUT/annotate/sample_XX.{h5,tif} with the backbone's segmentation of each as a "
                                    "proposal to correct (sample_XX_proposal.tif, dataset 'proposal').")
-    s.add_argument("--target", required=True,
-                   help="target dataset name, PATH[:KEY] (HDF5, zarr/OME-Zarr, N5, precomputed, TIFF, .npy) or URL "
-                        "(precomputed://..., n5://...); unlabelled is fine")
-    s.add_argument("--backbone", required=True, help="source model: a checkpoint (model.pt), a bioimage.io package "
-                                                     "(folder or zip) or a TorchScript file with its sidecar YAML")
+    s.add_argument("--target", required=True, help=f"target {VOLUME_FORMATS}; unlabelled is fine")
+    s.add_argument("--backbone", required=True, help=f"source model: {MODEL_KINDS}")
     s.add_argument("--n", type=positive_int, default=4, help="samples to pick (default: %(default)s)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--max-candidates", type=int, default=None, metavar="N",

@@ -6,6 +6,11 @@ import argparse
 
 from neuroadda.vocab import LOGGERS
 
+MODEL_KINDS = ("a checkpoint (model.pt), a bioimage.io package (folder or zip) or a TorchScript file with its "
+               "sidecar YAML")
+VOLUME_FORMATS = ("dataset name, PATH[:KEY] (HDF5, zarr/OME-Zarr, N5, precomputed, TIFF, .npy) or URL "
+                  "(precomputed://..., n5://...)")
+
 
 def _number(kind, test, what: str):
     """An argparse type: ``kind(text)`` that must pass ``test``; else one line saying what it must be."""

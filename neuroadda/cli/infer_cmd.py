@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neuroadda.cli.common import add_voxel_size, fraction, positive_int, unit_open
+from neuroadda.cli.common import MODEL_KINDS, VOLUME_FORMATS, add_voxel_size, fraction, positive_int, unit_open
 from neuroadda.vocab import DEFAULT_FRAGMENTS, FRAGMENTS
 
 
@@ -10,11 +10,9 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="predict affinities for a volume into zarr",
                        description="Sliding-window prediction with Gaussian blending, streamed block by block into "
                                    "a zarr array (3, z, y, x) so volumes larger than memory go through.")
-    p.add_argument("--checkpoint", required=True, help="model: a checkpoint (model.pt), a bioimage.io package (folder "
-                                                        "or zip) or a TorchScript file with its sidecar YAML")
+    p.add_argument("--checkpoint", required=True, help=f"model: {MODEL_KINDS}")
     p.add_argument("--input", required=True,
-                   help="dataset name, PATH[:KEY] (default key: raw; HDF5, zarr/OME-Zarr, N5, precomputed, TIFF, .npy) "
-                        "or URL (precomputed://..., n5://...); the whole volume is predicted (no held-out slab)")
+                   help=f"{VOLUME_FORMATS} (default key: raw); the whole volume is predicted (no held-out slab)")
     p.add_argument("--out", required=True, help="output zarr folder, e.g. affs.zarr (OME-Zarr with a multiscale "
                                                 "pyramid with --block-size)")
     p.add_argument("--uint8", action="store_true", help="store probabilities as uint8 (x255) to save space")

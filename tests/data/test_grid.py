@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 
 from neuroadda.data.grid import grid_shape, meet
 from neuroadda.data.volume import GridView, model_view, on_grid, open_volume, resize, seen_by
-from tests.conftest import blob_labels, raw_from_labels
+from tests.conftest import blob_labels, labelled_volume
 
 
 @pytest.mark.parametrize("target, backbone, expected", [
@@ -31,12 +30,7 @@ def test_grid_shape_rounds_like_a_volume():
 
 @pytest.fixture
 def six_nm(tmp_path):
-    lab = blob_labels((10, 60, 50), cell=9, seed=3)
-    path = tmp_path / "six.h5"
-    with h5py.File(path, "w") as f:
-        f["raw"], f["labels"] = raw_from_labels(lab, seed=3), lab
-        f.attrs["resolution_nm"] = [30.0, 6.0, 6.0]
-    return str(path)
+    return labelled_volume(tmp_path / "six.h5", 3, shape=(10, 60, 50), cell=9, voxel_size=(30, 6, 6))
 
 
 def test_seen_by_resamples_once_from_the_stored_arrays(six_nm):
@@ -62,12 +56,8 @@ def test_unknown_voxel_size_is_used_as_stored(tmp_path):
 def test_grid_view_reads_a_box_as_the_model_sees_it(tmp_path):
     from skimage.measure import block_reduce
 
-    lab = blob_labels((8, 40, 40), cell=7, seed=2)
-    path = tmp_path / "five.h5"
-    with h5py.File(path, "w") as f:
-        f["raw"], f["labels"] = raw_from_labels(lab, seed=2), lab
-        f.attrs["resolution_nm"] = [30.0, 5.0, 5.0]
-    vol = open_volume(str(path))
+    path = labelled_volume(tmp_path / "five.h5", 2, shape=(8, 40, 40), cell=7, voxel_size=(30, 5, 5))
+    vol = open_volume(path)
     view = model_view(vol, (10.0, 10.0, 10.0))  # meets at 30 x 10 x 10: 2x2 in-plane means
     assert isinstance(view, GridView) and view.voxel_size == (30.0, 10.0, 10.0)
     box = (slice(0, 8), slice(4, 36), slice(8, 40))

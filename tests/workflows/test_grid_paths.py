@@ -12,18 +12,14 @@ from skimage.transform import resize as sk_resize
 from neuroadda.config import AdaptConfig
 from neuroadda.models.checkpoint import load_backbone, save_backbone
 from neuroadda.models.unet import AffinityUNet
-from tests.conftest import blob_labels, raw_from_labels
+from tests.conftest import labelled_volume
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def six_nm(tmp_path):
-    lab = blob_labels((8, 100, 80), cell=10, seed=5)
-    path = tmp_path / "six.h5"
-    with h5py.File(path, "w") as f:
-        f["raw"], f["labels"] = raw_from_labels(lab, seed=5), lab
-        f.attrs["resolution_nm"] = [30.0, 6.0, 6.0]
+    path = labelled_volume(tmp_path / "six.h5", 5, shape=(8, 100, 80), cell=10, voxel_size=(30, 6, 6))
     torch.manual_seed(0)
     ckpt = save_backbone(tmp_path / "bb.pt", AffinityUNet([4, 8, 16], [(1, 2, 2), (2, 2, 2)]),
                          {"kind": "backbone", "patch_size": [4, 16, 16], "voxel_size": [30.0, 10.0, 10.0],

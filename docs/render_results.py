@@ -318,6 +318,35 @@ def active_headline(root: Path, arg=None) -> str:
             "runs).")
 
 
+# --------------------------------------------------------------------------------------- imported models
+IMPORTED = {"package": "gala-train exported as a bioimage.io package, imported back",
+            "native": "the same backbone as a NeuroADDA checkpoint",
+            "plain-boundary": "a plain-PyTorch boundary UNet (TorchScript + sidecar)"}
+
+
+def imported(root: Path, arg=None) -> str:
+    """The README's rows for a lab's own models: fine-tuned on neuroproof (n = 4) against their own zero-shot
+    VI, paired on seeds (docs/results/imported/finetune_neuroproof*.json; every arm at its largest seed count)."""
+    rows, seen = [], set()
+    for rel in (f"docs/results/imported/finetune_neuroproof{x}.json" for x in ("", "_plain")):
+        res = load(root, rel)
+        for a, d in ((res or {}).get("finetuned_minus_zero_shot") or {}).items():
+            if a in seen:
+                continue
+            seen.add(a)
+            rows.append([IMPORTED.get(a, a), len(d["per_seed"]), num(res["zero_shot"][a]["vi"]),
+                         pm(*mean_sd(res["arms"][a]["vi"])),
+                         f"{num(d['mean'], sign=True)} {interval(*d['ci95'])}",
+                         "better than its zero-shot" if d["ci95"][1] < 0 else
+                         "worse" if d["ci95"][0] > 0 else "within noise"])
+    if not rows:
+        return "No imported-model results are committed yet (`docs/results/imported/`)."
+    return (table(["model", "seeds", "zero-shot VI", "fine-tuned VI", "fine-tuned − zero-shot [95 % CI]", "reading"],
+                  rows, "lrrrrl")
+            + "\n\nHeld-out VI in bits on neuroproof after fine-tuning on 4 samples; paired on seeds, bootstrap CI.")
+
+
 BLOCKS = {"transfer.design": design, "transfer.tables": study_tables, "transfer.per_seed": per_seed,
           "transfer.by_n": by_n, "transfer.summary": summary, "transfer.extra": extra, "headline": headline,
-          "transfer.decision": decision, "active_learning": active_learning, "active.headline": active_headline}
+          "transfer.decision": decision, "active_learning": active_learning, "active.headline": active_headline,
+          "imported": imported}

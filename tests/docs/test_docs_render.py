@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +91,17 @@ def test_the_decision_block_reads_the_rule_and_the_species_rows(tmp_path):
     assert "p = 0.008 (prefers its own species)" in text
     assert "transfer ~ species: r = 0.61, p = 0.040." in text and "MMD² ~ species" not in text
 
+
+def test_the_imported_rows_are_the_committed_json():
+    text = render_results.imported(REPO)
+    res = {x: json.loads((REPO / f"docs/results/imported/finetune_neuroproof{x}.json").read_text())
+           for x in ("", "_plain")}
+    for x, arm in (("", "package"), ("", "native"), ("_plain", "plain-boundary")):  # each from its largest run
+        r = res[x]
+        vi = np.asarray(r["arms"][arm]["vi"])
+        row = next(line for line in text.splitlines() if line.startswith(f"| {render_results.IMPORTED[arm]} |"))
+        assert f"| {len(vi)} | {r['zero_shot'][arm]['vi']:.3f} | {vi.mean():.3f} ± {vi.std(ddof=1):.3f} |" in row
+        assert f"| {(vi - r['zero_shot'][arm]['vi']).mean():+.3f} [" in row, row
 
 def test_active_learning_renders_only_when_present(tmp_path):
     from neuroadda.workflows.study_al_results import RULE, decide_strategy

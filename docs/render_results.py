@@ -346,7 +346,30 @@ def imported(root: Path, arg=None) -> str:
             + "\n\nHeld-out VI in bits on neuroproof after fine-tuning on 4 samples; paired on seeds, bootstrap CI.")
 
 
+# --------------------------------------------------------------------------------------- a lab's volume
+def lab_path(root: Path, arg=None) -> str:
+    """The README's lab-path table: every step of bench/lab_path.py on a precomputed volume, seconds and peak
+    memory per size (docs/results/lab_path/lab_path_<size>.json), and select-samples' cost per scored voxel
+    relative to block-wise predict's per voxel."""
+    runs = {n: r for n in (1024, 512) if (r := load(root, f"docs/results/lab_path/lab_path_{n}.json"))}
+    if not runs:
+        return "No lab-path run is committed yet (`docs/results/lab_path/`)."
+    steps = list(dict.fromkeys(k for r in runs.values() for k in r["steps"]))
+
+    def cell(r, k):
+        st = r["steps"].get(k)
+        if st is None:
+            return "not run"
+        mem = max(st["peak_rss_gb"], st.get("workers_peak_rss_gb") or 0)
+        ratio = r.get("ratios", {}).get(k)
+        return f"{st['seconds']:.0f} s, {mem:.2f} GB" + (f"; {ratio:.2f}× predict per voxel" if ratio else "")
+    rows = [[k] + [cell(r, k) for r in runs.values()] for k in steps]
+    return (table(["step"] + [f"{n}³ ({runs[n]['workers']} workers, {runs[n]['cpus']} cores)" for n in runs], rows)
+            + "\n\nPeak memory is the largest of the command's process and each worker's; the ratio is "
+            "select-samples' seconds per scored voxel over block-wise predict's seconds per voxel.")
+
+
 BLOCKS = {"transfer.design": design, "transfer.tables": study_tables, "transfer.per_seed": per_seed,
           "transfer.by_n": by_n, "transfer.summary": summary, "transfer.extra": extra, "headline": headline,
           "transfer.decision": decision, "active_learning": active_learning, "active.headline": active_headline,
-          "imported": imported}
+          "imported": imported, "lab_path": lab_path}

@@ -103,6 +103,19 @@ def test_the_imported_rows_are_the_committed_json():
         assert f"| {len(vi)} | {r['zero_shot'][arm]['vi']:.3f} | {vi.mean():.3f} ± {vi.std(ddof=1):.3f} |" in row
         assert f"| {(vi - r['zero_shot'][arm]['vi']).mean():+.3f} [" in row, row
 
+def test_the_lab_path_rows_are_the_committed_json():
+    text = render_results.lab_path(REPO)
+    for n in (512, 1024):
+        r = json.loads((REPO / f"docs/results/lab_path/lab_path_{n}.json").read_text())
+        col = next(i for i, c in enumerate(text.splitlines()[0].split(" | ")) if c.startswith(f"{n}³"))
+        for k, st in r["steps"].items():
+            row = next(line for line in text.splitlines() if line.startswith(f"| {k} |")).split(" | ")
+            mem = max(st["peak_rss_gb"], st.get("workers_peak_rss_gb") or 0)
+            assert row[col].startswith(f"{st['seconds']:.0f} s, {mem:.2f} GB"), (n, k, row)
+            if k in r["ratios"]:
+                assert f"{r['ratios'][k]:.2f}× predict" in row[col]
+
+
 def test_active_learning_renders_only_when_present(tmp_path):
     from neuroadda.workflows.study_al_results import RULE, decide_strategy
 

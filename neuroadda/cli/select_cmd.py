@@ -30,8 +30,9 @@ def register(sub) -> None:
     p.add_argument("--estimator", default=None, metavar="NAME[,NAME...]",
                    help="mmd2 | mmd2-common | compat | entropy | consistency | consistency-input | zero-shot-vi | "
                         "logme, or compat+NAME (incompatible sources ranked last); the first ranks. Default: the "
-                        "transfer study's best label-free estimator (consistency; consistency-input for every "
-                        "candidate when one is an imported model), or the best label-using one with --labels")
+                        "transfer study's best label-free estimator (compat+mmd2-common; consistency when some "
+                        "candidate's training data or encoder features are not at hand, consistency-input when one "
+                        "is an imported model), or the best label-using one with --labels (logme)")
     p.add_argument("--labels", default=None, metavar="SAMPLES",
                    help="re-rank on annotated samples before fine-tuning: a select-samples output folder (samples.json "
                         "with annotations in its annotate/ folder, or none there: the target's own labels, oracle)")

@@ -14,8 +14,11 @@ import numpy as np
 
 from neuroadda.report import save_figure, write_json
 
-DEFAULT_ESTIMATOR = "consistency"  # the transfer study's choice (docs/results/transfer_study; a test checks it)
-DEFAULT_LABELLED_ESTIMATOR = "logme"  # the study's best label-using one (consistency, label-free, beat it)
+DEFAULT_ESTIMATOR = "compat+mmd2-common"  # the transfer study's choice (docs/results/transfer_study; a test checks it)
+DEFAULT_LABELLED_ESTIMATOR = "logme"  # the study's best label-using one
+# The study's best label-free estimator that needs no source volume: the default's stand-in when a candidate's
+# training data or encoder features are not at hand (an imported model, a checkpoint whose source is elsewhere).
+NO_SOURCE_DATA_ESTIMATOR = "consistency"
 
 
 def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None = None, *, voxel_size=None,
@@ -30,15 +33,23 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
     target is used at before it meets each backbone (None = as stored); ``stored_voxel_size``: the target's own
     voxel size where its card or file does not give it. ``settings.grid`` states the rule
     (:mod:`neuroadda.data.grid`) and ``settings.seen_at`` each backbone's meeting grid. When a candidate is an
-    imported model, ``consistency`` is replaced by ``consistency-input`` for all (``substituted`` says so)."""
+    imported model, ``consistency`` is replaced by ``consistency-input`` for all; when the default cannot embed
+    some candidate's training data, :data:`NO_SOURCE_DATA_ESTIMATOR` ranks all (``substituted`` says so)."""
     from neuroadda.data.grid import RULE
     from neuroadda.data.volume import seen_by
     from neuroadda.errors import InputError
     from neuroadda.models.checkpoint import load_backbone
     from neuroadda.selection.estimators import Context, estimate
 
-    estimators = list(estimators or [DEFAULT_LABELLED_ESTIMATOR if labelled else DEFAULT_ESTIMATOR])
-    estimators, note = input_space_only(estimators, backbones)
+    note = None
+    if not estimators and not labelled:
+        estimators, note = without_source_data([DEFAULT_ESTIMATOR], backbones)
+    estimators = list(estimators or [DEFAULT_LABELLED_ESTIMATOR])
+    estimators, swapped = input_space_only(estimators, backbones)
+    if swapped and note:  # the stand-in itself had to go to input space
+        note = {**note, "to": swapped["to"], "imported": swapped["imported"], "why": f"{note['why']}; {swapped['why']}"}
+    else:
+        note = swapped or note
     ctx = Context(target, dict(backbones), voxel_size=tuple(voxel_size) if voxel_size else None,
                   stored_voxel_size=tuple(stored_voxel_size) if stored_voxel_size else None, n_patches=n_patches,
                   seed=seed, permutations=permutations, labelled=tuple(labelled), labels_kind=labels_kind,
@@ -78,6 +89,29 @@ def rank(target: str, backbones: dict[str, Path], estimators: list[str] | None =
     if estimators[0] == "mmd2":
         rec["best_significantly_closer"] = bool(len(rows) > 1 and rows[0]["ci_high"] < rows[1]["ci_low"])
     return rec
+
+
+def without_source_data(estimators: list[str], backbones: dict[str, Path]) -> tuple[list[str], dict | None]:
+    """The default ranks every candidate by its source volume in every backbone's space; when some candidate
+    cannot be embedded so (no training data at hand, or an imported model without encoder features), EVERY
+    candidate is ranked by :data:`NO_SOURCE_DATA_ESTIMATOR` instead. Returns (the estimators, None or
+    {"from", "to", "why", "candidates"})."""
+    from neuroadda.errors import InputError
+    from neuroadda.selection.select import embeddable
+
+    if estimators[0].removeprefix("compat+") not in ("mmd2", "mmd2-common"):
+        return estimators, None
+    try:
+        left_out = embeddable(backbones)[2]
+    except InputError:
+        left_out = dict.fromkeys(backbones, "no training data or encoder features at hand")
+    if not left_out:
+        return estimators, None
+    return [NO_SOURCE_DATA_ESTIMATOR], {
+        "from": estimators[:1], "to": [NO_SOURCE_DATA_ESTIMATOR], "candidates": sorted(left_out),
+        "why": f"the default {estimators[0]} compares every candidate's training data in every backbone's space, "
+               f"and {'; '.join(f'{s}: {w}' for s, w in left_out.items())}; so every candidate is ranked by "
+               f"{NO_SOURCE_DATA_ESTIMATOR} (the study's best estimator without source data)"}
 
 
 def input_space_only(estimators: list[str], backbones: dict[str, Path]) -> tuple[list[str], dict | None]:

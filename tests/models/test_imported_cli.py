@@ -13,6 +13,7 @@ import zarr
 from neuroadda.cli.main import main
 from neuroadda.models.checkpoint import load_backbone
 from neuroadda.models.imported import ImportedNet
+from neuroadda.selection import ranking
 from neuroadda.selection.estimators import Context, estimate
 from tests.conftest import ADAPT_CONFIG
 from tests.models.foreign import SIDECAR, save_torchscript
@@ -32,10 +33,10 @@ def test_select_source_ranks_a_package_a_torchscript_file_and_ours_together(fore
     rec = json.loads((tmp_path / "sel" / "selection.json").read_text())
     assert rec["estimator"] == "consistency-input" and rec["settings"]["estimators"] == ["consistency-input"]
     assert sorted(rec["substituted"]["imported"]) == ["lab-pkg", "lab-ts"] and rec["substituted"]["from"] == [
-        "consistency"]
+        "compat+mmd2-common"]  # the default needs every candidate's training data: the stand-in, in input space
     assert {r["source"] for r in rec["ranking"]} == {foreign.source, "lab-ts", "lab-pkg"}
     assert all(np.isfinite(r["score"]) for r in rec["ranking"])
-    assert "note: ranked by consistency-input, not consistency" in out
+    assert "note: ranked by consistency-input, not compat+mmd2-common" in out
     # ours is scored by the input-space estimator too: the same number as consistency-input on it alone
     alone = estimate("consistency-input", Context(foreign.target, {foreign.source: foreign.native}))
     assert rec["estimators"]["consistency-input"]["scores"][foreign.source] == alone["scores"][foreign.source]
@@ -44,11 +45,12 @@ def test_select_source_ranks_a_package_a_torchscript_file_and_ours_together(fore
     assert scores["lab-ts"] == pytest.approx(scores["lab-pkg"], abs=1e-9)
 
 
-def test_without_imported_candidates_consistency_stays(foreign, tmp_path, capsys):
+def test_without_imported_candidates_the_default_stays(foreign, tmp_path, capsys):
     code, out, err = _run(capsys, "select-source", "--target", foreign.target, "--sources", foreign.source,
                           "--backbone", f"{foreign.source}={foreign.native}", "--out", tmp_path / "sel", "--quiet")
     rec = json.loads((tmp_path / "sel" / "selection.json").read_text())
-    assert code == 0 and rec["estimator"] == "consistency" and "substituted" not in rec and "note:" not in out
+    assert code == 0 and rec["estimator"] == ranking.DEFAULT_ESTIMATOR and "substituted" not in rec
+    assert "note:" not in out
 
 
 def test_mmd2_skips_a_model_without_an_embedding_layer_in_one_line(foreign, tmp_path, capsys):

@@ -147,6 +147,24 @@ def test_mmd2_common_puts_the_matching_source_closer(tmp_path):
     assert known("compat+mmd2-common") and not known("oracle")
 
 
+def test_the_default_ranks_by_training_data_and_stands_in_without_it(tmp_path):
+    from neuroadda.selection.ranking import DEFAULT_ESTIMATOR, NO_SOURCE_DATA_ESTIMATOR, rank
+
+    target, _, _ = _vol(tmp_path / "t.h5", seed=1)
+    near, _, _ = _vol(tmp_path / "near.h5", seed=2)
+    far, _, _ = _vol(tmp_path / "far.h5", seed=3, cell=4, dark=True)
+    bb = {near: _ckpt(tmp_path / "n.pt", _net(0)), far: _ckpt(tmp_path / "f.pt", _net(1))}
+    rec = rank(target, bb, n_patches=32, permutations=20)
+    assert rec["estimator"] == DEFAULT_ESTIMATOR == "compat+mmd2-common" and "substituted" not in rec
+    assert rec["best"] == near
+    elsewhere = {"lab-a": bb[near], "lab-b": bb[far]}  # names that are no volume, checkpoints recording no source
+    rec = rank(target, elsewhere, n_patches=32, permutations=20)
+    assert rec["estimator"] == NO_SOURCE_DATA_ESTIMATOR and rec["substituted"]["from"] == [DEFAULT_ESTIMATOR]
+    assert rec["substituted"]["candidates"] == ["lab-a", "lab-b"] and "training data" in rec["substituted"]["why"]
+    assert {r["source"] for r in rec["ranking"]} == {"lab-a", "lab-b"}
+    assert all(np.isfinite(r["score"]) for r in rec["ranking"])
+
+
 def test_overlapping_intervals_cannot_be_told_apart_unless_the_gate_ranks():
     from neuroadda.selection.ranking import distinguishable
 

@@ -36,7 +36,9 @@ def demo_ranking(root: Path, arg=None) -> str:
              num(r["score"], 1) + " (worst)" if r.get("worst") else num(r["score"]),
              interval(*r["ci"], sign=False) if r.get("ci") else "—", "; ".join(r["flags"]) or "—"]
             for r in d["ranking"]]
-    return (table(["source", f"{d['estimator']} (bits; lower = more stable)", "95 % CI", "flags"], rows, "lrll")
+    unit = " (bits; lower = more stable)" if d["estimator"].removeprefix("compat+") == "consistency" else \
+        " (lower = closer to the target)"
+    return (table(["source", d["estimator"] + unit, "95 % CI", "flags"], rows, "lrll")
             + f"\n\n`select-source` says: \"{d['verdict']}\".")
 
 
@@ -70,7 +72,7 @@ def demo_earlier(root: Path, arg=None) -> str:
              num(e["vi_reduction_pct"], 1) + " %",
              f"{num(e['paired']['mean'], sign=True)} {interval(*e['paired']['ci95'])}"] for e in d["earlier"]]
     cur = d["arms"]
-    rows.insert(0, ["this run (ascent fragments, consistency)", f"`{d['ranking'][0]['source']}`",
+    rows.insert(0, [f"this run (ascent fragments, {d['estimator']})", f"`{d['ranking'][0]['source']}`",
                     num(cur["zero-shot"]["vi"][0]), pm(cur["finetuned"]["vi_mean"], cur["finetuned"]["vi_sd"]),
                     pm(cur["scratch"]["vi_mean"], cur["scratch"]["vi_sd"]), num(d["vi_reduction_pct"], 1) + " %",
                     f"{num(d['paired']['mean'], sign=True)} {interval(*d['paired']['ci95'])}"])

@@ -143,7 +143,7 @@ class ActiveConfig(_Strict):
     uncertainty: Literal["entropy", "tta", "mc_dropout"] = "entropy"
     tta: int = Field(4, ge=2, le=8)
     mc_samples: int = Field(8, ge=2)
-    strategy: str = "median-uncertainty"
+    strategy: str = "random"  # the active-learning study's pre-registered rule (docs/results/active_learning)
     max_candidates: int | None = Field(MAX_CANDIDATES, ge=1, description="score at most this many candidates, a "
                                                                          "spatially stratified subsample of a larger "
                                                                          "pool (null: every candidate)")

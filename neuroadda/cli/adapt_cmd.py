@@ -21,8 +21,9 @@ def _add_config(p, steps: bool = True, strategy: bool = True) -> None:
     p.add_argument("--config", default=None, help="adapt config YAML (default configs/adapt.yaml)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
     if strategy:
-        p.add_argument("--strategy", default=None, help="median-uncertainty (default) | max-uncertainty | random | "
-                                                        "k-center | median-diverse")
+        p.add_argument("--strategy", default=None, help="random (the default: the active-learning study's rule) | "
+                                                        "median-uncertainty | max-uncertainty | k-center | "
+                                                        "median-diverse")
     if steps:
         p.add_argument("--max-steps", type=int, default=None, help="fine-tuning steps for both arms")
         p.add_argument("--logger", choices=LOGGERS, default=None,
@@ -43,7 +44,7 @@ def register(sub) -> None:
     s = sub.add_parser("select-samples", help="pick n target sub-volumes to annotate (source-free active learning)",
                        description="Tile the whole target into candidates (no held-out slab on your own volume; "
                                    "adapt, experiment and the study keep one to score on), score each by the "
-                                   "backbone's predictive uncertainty and pick n (default: nearest the median score). "
+                                   "backbone's predictive uncertainty and pick n (--strategy; default: at random). "
                                    "A pool larger than --max-candidates is scored through a spatially stratified "
                                    "subsample. Writes OUT/samples.json, OUT/samples.png and "
                                    "OUT/annotate/sample_XX.{h5,tif} with the backbone's segmentation of each as a "

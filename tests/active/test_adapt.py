@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from neuroadda.cli.main import main
+from neuroadda.config import ActiveConfig
 from neuroadda.models.checkpoint import load_backbone
 from tests.conftest import ADAPT_CONFIG as CONFIG
 from tests.conftest import labelled_volume as _volume
@@ -48,7 +49,7 @@ def test_adapt_end_to_end_report(setup, tmp_path, capsys):
     assert main(_adapt_args(setup, out)) == 0
     rep = json.loads((out / "report.json").read_text())
     assert set(rep) >= {"target", "source", "n", "strategy", "seeds", "arms", "vi_reduction_pct"}
-    assert rep["n"] == 2 and rep["seeds"] == [0, 1] and rep["strategy"] == "median-uncertainty"
+    assert rep["n"] == 2 and rep["seeds"] == [0, 1] and rep["strategy"] == ActiveConfig().strategy == "random"
     sel = json.loads((out / "select" / "selection.json").read_text())
     assert rep["source"] == sel["best"] == sel["ranking"][0]["source"]
     for arm in ("finetuned", "scratch"):
@@ -129,7 +130,7 @@ def test_select_samples_annotate_and_finetune_from_returned_labels(setup, tmp_pa
     s, out = setup, tmp_path / "sel"
     bb = s["backbones"][0].split("=", 1)[1]
     assert main(["select-samples", "--target", s["target"], "--backbone", bb, "--n", "3", "--out", str(out),
-                 "--config", s["config"], "--quiet"]) == 0
+                 "--config", s["config"], "--strategy", "median-uncertainty", "--quiet"]) == 0
     rec = json.loads((out / "samples.json").read_text())
     assert rec["n"] == 3 and len(rec["samples"]) == 3 and rec["backbone"] == bb
     med = np.median(rec["scores"])

@@ -171,10 +171,14 @@ def al_tables(res: dict) -> str:
         ceil_txt = "{:.3f} ± {:.3f} ({} seeds)".format(*mean_sd(ceil), len(ceil)) if ceil else "not run"
         out += ["", f"zero-shot {b['source']}: {zs:.3f}" if zs is not None else "zero-shot: not run",
                 f"; fully supervised ceiling: {ceil_txt}", ""]
-        if ceil and zs is not None and zs != np.mean(ceil):
-            gap = [(zs - np.mean(b["arms"][arm(default, n)]["vi"])) / (zs - np.mean(ceil)) for n in ns]
+        arms = [np.mean(b["arms"][arm(default, n)]["vi"]) for n in ns]
+        if ceil and zs is not None and np.mean(ceil) < min([zs, *arms]):
+            gap = [(zs - a) / (zs - np.mean(ceil)) for a in arms]
             out += [f"Share of the gap from zero-shot to the ceiling closed by {default}: "
                     + ", ".join(f"n = {n}: {g:.0%}" for n, g in zip(ns, gap)), ""]
+        elif ceil and zs is not None:
+            out += [f"The ceiling is not below both zero-shot and every {default} arm: trained too briefly at this "
+                    "budget to be a ceiling (no share of the gap computed).", ""]
     out += ["## Each strategy against random (VI − random, paired on seeds; bootstrap 95 % CI)", "",
             "| strategy | n | " + " | ".join(res["targets"]) + " | pooled |",
             "|---|---|" + "---|" * (len(res["targets"]) + 1)]

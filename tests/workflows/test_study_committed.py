@@ -25,12 +25,13 @@ def test_results_md_is_what_results_json_gives(res):
     assert tables(res) == (DIR / "results.md").read_text()
 
 
-def test_the_record_covers_every_pair_with_five_seeds(res):
-    assert len(res["targets"]) >= 4
+def test_the_record_covers_two_species_every_pair_and_eight_seeds(res):
+    assert len(res["targets"]) >= 5 and "mouse-ac4-b" in res["targets"]
+    assert len({res["datasets"][t]["species"] for t in res["targets"]}) >= 2
     for t, b in res["targets"].items():
         sources = [a for a in b["arms"] if a != "scratch"]
-        assert len(sources) >= 3 and "scratch" in b["arms"] and t not in sources
-        assert len(b["seeds"]) >= 5
+        assert len(sources) >= 4 and "scratch" in b["arms"] and t not in sources
+        assert len(b["seeds"]) >= 8
         for arm in b["arms"].values():
             assert len(arm["vi"]) == len(arm["vi_split"]) == len(arm["vi_merge"]) == len(b["seeds"])
             np.testing.assert_allclose(arm["vi"], np.add(arm["vi_split"], arm["vi_merge"]), atol=1e-9)
@@ -84,3 +85,25 @@ def test_estimator_agreement_recomputed_with_scipy(res):
 def test_the_defaults_are_the_studys_choice(res):
     assert ranking.DEFAULT_ESTIMATOR == res["default_estimator"]
     assert ranking.DEFAULT_LABELLED_ESTIMATOR == res["default_labelled_estimator"]
+
+
+def test_cross_species_rows_recomputed(res):
+    """Per target with sources of both species: the best same-species against the best other-species source
+    (by mean VI), the paired mean difference and the exact Wilcoxon p, from the per-seed VIs (numpy, scipy)."""
+    info, md = res["datasets"], (DIR / "results.md").read_text()
+    rows = {r["target"]: r for r in res["cross_species"]["preference"]}
+    for t, b in res["targets"].items():
+        vi = {a: np.asarray(v["vi"]) for a, v in b["arms"].items() if a != "scratch"}
+        same = [a for a in vi if info[a]["species"] == info[t]["species"]]
+        other = [a for a in vi if info[a]["species"] != info[t]["species"]]
+        if not same or not other:
+            assert t not in rows
+            continue
+        bs, bo = (min(g, key=lambda a: vi[a].mean()) for g in (same, other))
+        d = vi[bs] - vi[bo]
+        r = rows[t]
+        assert (r["same"], r["other"]) == (bs, bo) and r["diff"] == pytest.approx(d.mean())
+        assert r["wilcoxon_p"] == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, abs=1.5e-3)
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {t} | *"))
+        assert f"{bs} ({vi[bs].mean():.3f})" in line and f"{d.mean():+.3f} [" in line, line
+    assert "mouse-ac4-b" in rows  # the mouse target has a mouse source and fly sources

@@ -231,11 +231,11 @@ def plot_vi_vs_n(res: dict, path: Path) -> Path:
             style = {"color": "black", "ls": "--"} if s == "scratch" else {"color": colours[s]}
             ax.errorbar(ns, m, yerr=sd, marker="o", ms=3, capsize=2, label=s, **style)
         if b.get("zero_shot") is not None:
-            ax.axhline(b["zero_shot"], color="grey", ls=":", label=f"zero-shot {b['source']}")
+            ax.axhline(b["zero_shot"], color="grey", ls=":", label="zero-shot (the panel's source)")
         if b["ceiling"]["vi"]:
             c, csd = mean_sd(b["ceiling"]["vi"])
-            ax.axhspan(c - csd, c + csd, color="tab:green", alpha=0.15, lw=0)
-            ax.axhline(c, color="tab:green", lw=1, label="fully supervised")
+            ax.axhspan(c - csd, c + csd, color="goldenrod", alpha=0.15, lw=0)
+            ax.axhline(c, color="goldenrod", lw=1, label="fully supervised, from scratch (mean ± sd)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(ns, [str(n) for n in ns])
         ax.set_xlabel("annotated samples n")
